@@ -1,0 +1,44 @@
+"""Exact money: integer micro-dollars in storage, `Decimal` in arithmetic.
+
+Rounding rule (documented in docs/costs.md): every cost event is rounded once,
+half-up, to a whole micro-dollar when it is created; sums of events are then exact.
+Cents appear only at finalisation, where the charge is rounded half-up to a cent.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+MICROS_PER_DOLLAR = 1_000_000
+MICROS_PER_CENT = 10_000
+
+
+def to_micros(dollars: Decimal | int | str) -> int:
+    """Dollars (exact) to whole micro-dollars, half-up."""
+    value = Decimal(str(dollars)) * MICROS_PER_DOLLAR
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def round_micros(micros: Decimal) -> int:
+    return int(micros.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def to_dollars(micros: int) -> Decimal:
+    return Decimal(micros) / MICROS_PER_DOLLAR
+
+
+def round_to_cent(micros: int) -> int:
+    """Micro-dollars rounded half-up to a whole cent, still in micro-dollars."""
+    cents = (Decimal(micros) / MICROS_PER_CENT).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    return int(cents) * MICROS_PER_CENT
+
+
+def to_cents(micros: int) -> int:
+    return round_to_cent(micros) // MICROS_PER_CENT
+
+
+def format_usd(micros: int) -> str:
+    """How the persona says an amount: "$7.50", "$10", "$0.03"."""
+    cents = to_cents(micros)
+    dollars, rest = divmod(cents, 100)
+    return f"${dollars}" if rest == 0 else f"${dollars}.{rest:02d}"

@@ -1,0 +1,127 @@
+"""Settings from the environment and `.env` (names as in DESIGN.md section 6).
+
+Invalid combinations fail at start-up with a message that names the setting and
+says why, instead of failing mid-call.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agent.pricing import PriceBook
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Server
+    host: str = "127.0.0.1"
+    port: int = Field(7860, ge=1, le=65535)
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    public_base_url: str = ""
+    log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Access
+    jwt_secret: str = ""
+    admin_token: str = ""
+
+    # Vendors: keys
+    deepgram_api_key: str = ""
+    cerebras_api_key: str = ""
+    openai_api_key: str = ""
+    elevenlabs_api_key: str = ""
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    stripe_secret_key: str = ""
+
+    # Vendors: endpoints (proxies, regional or self-hosted endpoints, tests)
+    deepgram_base_url: str = "wss://api.deepgram.com"
+    cerebras_base_url: str = "https://api.cerebras.ai/v1"
+    openai_base_url: str = "https://api.openai.com/v1"
+    elevenlabs_base_url: str = "wss://api.elevenlabs.io"
+    twilio_api_base_url: str = "https://api.twilio.com"
+    stripe_api_base: str = "https://api.stripe.com"
+
+    # Vendors: models
+    deepgram_model: str = "nova-3-general"
+    cerebras_model: str = "gpt-oss-120b"
+    openai_model: str = "gpt-4.1-mini"
+    elevenlabs_model: str = "eleven_flash_v2_5"
+    llm_timeout_secs: float = Field(8.0, gt=0)
+
+    # Books and memory
+    prices_file: Path | None = None
+    prompt_token_budget: int = Field(4300, ge=200)
+    memory_load_timeout_secs: float = Field(1.5, gt=0)
+    cost_flush_interval_secs: float = Field(1.0, gt=0)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("PUBLIC_BASE_URL must start with https:// (or http:// for local tests)")
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> "Settings":
+        if bool(self.twilio_account_sid) != bool(self.twilio_auth_token):
+            raise ValueError("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set together")
+        if self.twilio_account_sid and not self.twilio_account_sid.startswith("AC"):
+            raise ValueError("TWILIO_ACCOUNT_SID must start with 'AC'")
+        if self.twilio_account_sid and not self.public_base_url:
+            raise ValueError("PUBLIC_BASE_URL is required with Twilio: webhooks are signed against it")
+        if self.public_base_url:
+            # Exposed to the internet: no generated secrets, no weak ones.
+            if len(self.jwt_secret) < 32:
+                raise ValueError("JWT_SECRET must be at least 32 characters when PUBLIC_BASE_URL is set")
+            if len(self.admin_token) < 24:
+                raise ValueError("ADMIN_TOKEN must be at least 24 characters when PUBLIC_BASE_URL is set")
+        if self.stripe_secret_key and not self.stripe_secret_key.startswith(("sk_", "rk_")):
+            raise ValueError("STRIPE_SECRET_KEY must be a Stripe secret key (sk_... or rk_...)")
+        if not self.jwt_secret:
+            self.jwt_secret = secrets.token_urlsafe(32)  # local only: tokens die with the process
+        if not self.admin_token:
+            self.admin_token = secrets.token_urlsafe(24)
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'callmeback.db').resolve()}"
+
+    @property
+    def payments_enabled(self) -> bool:
+        return bool(self.stripe_secret_key)
+
+    @property
+    def twilio_enabled(self) -> bool:
+        return bool(self.twilio_account_sid)
+
+    @cached_property
+    def price_book(self) -> PriceBook:
+        return PriceBook.load(self.prices_file)
+
+    def llm_rate_requirements(self) -> list[tuple[str, str, str, str]]:
+        """Every configured model must have a price: checked at start-up."""
+        return [
+            ("cerebras", "llm", self.cerebras_model, "input_token"),
+            ("cerebras", "llm", self.cerebras_model, "output_token"),
+            ("openai", "llm", self.openai_model, "input_token"),
+            ("openai", "llm", self.openai_model, "output_token"),
+            ("deepgram", "stt", self.deepgram_model, "second"),
+            ("elevenlabs", "tts", self.elevenlabs_model, "character"),
+        ]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings with the price book validated against the configured models."""
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings.price_book.require_models(settings.llm_rate_requirements())
+    return settings

@@ -1,0 +1,1 @@
+"""The database: schema, migrations and repositories (SQLite by default, PostgreSQL by URL)."""
