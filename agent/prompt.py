@@ -86,7 +86,7 @@ def compose_prompt(persona: Persona, memory: MemorySnapshot | None, *, user_name
         for category in FactCategory:
             facts = memory.facts.get(category.value, [])
             fact_lines[category] = [
-                _Line(f"facts:{category.value}", f"- {f.key.replace('_', ' ')}: {f.value}", "facts") for f in facts
+                _Line(f"facts:{category.value}", f"- {f.key.replace('_', ' ')}: {f.value}", category.value) for f in facts
             ]
         summaries = [
             _Line("recent", f"- {_when(s.created_at)}: {s.summary}"
