@@ -25,6 +25,9 @@ from agent.money import round_micros, round_to_cent
 from agent.pricing import PriceBook, Rate
 
 
+HEARTBEAT_SECS = 10.0
+
+
 class Source(StrEnum):
     MEASURED = "measured"  # counted by us from what we sent or received
     VENDOR = "vendor"  # reported by the vendor (usage chunk, call duration)
@@ -128,6 +131,7 @@ class CallCostTracker:
         self._duration_tracked = False
         self._flush_task: asyncio.Task | None = None
         self._flush_lock = asyncio.Lock()
+        self._last_write = time.monotonic()
         self.finalized: FinalBreakdown | None = None
         self.listeners: list[Any] = []  # callables(tracker) after each event: the budget guard, live views
 
@@ -237,23 +241,25 @@ class CallCostTracker:
         while True:
             await asyncio.sleep(delay)
             try:
-                await self.flush()
+                # A quiet call still writes now and then: its heartbeat says it is alive.
+                await self.flush(heartbeat=time.monotonic() - self._last_write >= HEARTBEAT_SECS)
                 delay = self.flush_interval
             except Exception as exc:  # keep the events; try again, more slowly
                 delay = min(delay * 2, 30.0)
                 logger.warning(f"call {self.call_id}: cost flush failed ({exc}); retrying in {delay:.0f} s")
 
-    async def flush(self) -> None:
+    async def flush(self, *, heartbeat: bool = False) -> None:
         """Persist pending events with the running total. On failure nothing is lost."""
         if self.sink is None:
             return
         async with self._flush_lock:
             batch = self._pending
-            if not batch:
+            if not batch and not heartbeat:
                 return
             self._pending = []
             try:
                 await self.sink.append_events([e.row() for e in batch], (self.call_id, self.running_total_micros()))
+                self._last_write = time.monotonic()
             except BaseException:
                 self._pending = batch + self._pending
                 raise

@@ -84,10 +84,17 @@ class CallStore:
             total = (await conn.execute(select(func.count()).where(calls.c.user_id == user_id))).scalar_one()
         return [row_dict(r) for r in rows], int(total)
 
-    async def unfinished(self) -> list[dict[str, Any]]:
-        """Calls that never reached `ended`: what start-up reconciliation finishes."""
+    async def abandoned(self, stale_before: dt.datetime) -> list[dict[str, Any]]:
+        """Calls that never reached `ended` and whose process stopped writing: reconciliation's work."""
+        last_sign_of_life = func.coalesce(calls.c.heartbeat_at, calls.c.started_at, calls.c.created_at)
         async with self.db.connect() as conn:
-            rows = await conn.execute(select(calls).where(calls.c.status.in_(LIVE_STATUSES)))
+            rows = await conn.execute(select(calls).where(
+                calls.c.status.in_(LIVE_STATUSES), last_sign_of_life < stale_before))
+        return [row_dict(r) for r in rows]
+
+    async def live(self) -> list[dict[str, Any]]:
+        async with self.db.connect() as conn:
+            rows = await conn.execute(select(calls).where(calls.c.status == "live").order_by(calls.c.started_at))
         return [row_dict(r) for r in rows]
 
     async def append_events(self, events: list[dict[str, Any]], spent: tuple[str, int] | None = None) -> None:
@@ -100,7 +107,8 @@ class CallStore:
                 await conn.execute(stmt, events)
             if spent is not None:
                 call_id, micros = spent
-                await conn.execute(update(calls).where(calls.c.id == call_id).values(spent_micros=micros))
+                await conn.execute(update(calls).where(calls.c.id == call_id).values(
+                    spent_micros=micros, heartbeat_at=utcnow()))
 
     async def events(self, call_id: str) -> list[dict[str, Any]]:
         async with self.db.connect() as conn:

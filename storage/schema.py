@@ -158,6 +158,9 @@ calls = Table(
     _ts("created_at"),
     _ts("started_at", nullable=True),
     _ts("ended_at", nullable=True),
+    # Written with every cost flush: a live call whose heartbeat stops (its
+    # process died) is finished by start-up reconciliation in any process.
+    _ts("heartbeat_at", nullable=True),
     Index(None, "user_id", "created_at"),
     Index(None, "status"),
 )

@@ -1,0 +1,115 @@
+"""Assemble and run one call's pipeline, whatever the transport.
+
+    transport.input → STT → user aggregator (Silero VAD, smart-turn) → LLM (Cerebras, OpenAI failover)
+      → TTS → transport.output → usage meter → budget guard → assistant aggregator
+
+The meter and the guard sit after the output transport: every service's usage
+metrics pass there, and so do the bot-speaking frames the guard waits on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from loguru import logger
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.frames.frames import Frame, LLMRunFrame, TTSSpeakFrame
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair, LLMUserAggregatorParams
+from pipecat.transports.base_transport import BaseTransport
+from pipecat.workers.runner import WorkerRunner
+
+from agent.lifecycle import CallSession
+from agent.settings import Settings
+from pipeline.services import CallServices, build_services
+from processors.budget_guard import BudgetGuard
+from processors.metering import UsageMeter
+from processors.transcript import CallTranscript
+
+APOLOGY = "Sorry, I lost my train of thought for a second. Could you say that again?"
+
+
+@dataclass
+class CallOutcome:
+    reason: str
+    transcript: CallTranscript
+    guard: BudgetGuard
+    services: CallServices
+
+
+async def run_call(
+    transport: BaseTransport,
+    session: CallSession,
+    settings: Settings,
+    *,
+    sample_rate: int,
+    mark_frame: Callable[[str], Frame] | None = None,
+    hang_up: Callable[[], Awaitable[None]] | None = None,
+    enable_rtvi: bool = False,
+    observers: list | None = None,
+    on_worker: Callable[[PipelineWorker], None] | None = None,
+) -> CallOutcome:
+    """Run the call until it ends; returns why it ended and what was said."""
+    services = build_services(settings, session.persona, session.prompt.prompt)
+    context = LLMContext()
+    user_aggregator, assistant_aggregator = LLMContextAggregatorPair(
+        context, user_params=LLMUserAggregatorParams(vad_analyzer=SileroVADAnalyzer()))
+    transcript = CallTranscript()
+    transcript.attach(user_aggregator, assistant_aggregator)
+    ended_by = {"reason": "caller_hung_up"}
+
+    async def force_end(reason: str) -> None:
+        ended_by["reason"] = "budget_cutoff_forced"
+        await worker.cancel(reason=reason)
+        if hang_up is not None:
+            await hang_up()
+
+    meter = UsageMeter(session.tracker, services.meter_config, name="usage-meter")
+    guard = BudgetGuard(session.tracker, session.monitor, force_end=force_end, mark_frame=mark_frame,
+                        name="budget-guard")
+    pipeline = Pipeline([
+        transport.input(), services.stt, user_aggregator, services.llm, services.tts,
+        transport.output(), meter, guard, assistant_aggregator,
+    ])
+    worker = PipelineWorker(
+        pipeline,
+        params=PipelineParams(audio_in_sample_rate=sample_rate, audio_out_sample_rate=sample_rate,
+                              enable_metrics=True, enable_usage_metrics=True),
+        enable_rtvi=enable_rtvi,
+        observers=observers or [],
+        idle_timeout_secs=300,
+    )
+    if on_worker is not None:
+        on_worker(worker)
+
+    async def rerun_turn() -> None:
+        await worker.queue_frame(LLMRunFrame())
+
+    async def apologise() -> None:
+        await worker.queue_frame(TTSSpeakFrame(APOLOGY))
+
+    services.failover.rerun_turn = rerun_turn
+    services.failover.apologise = apologise
+
+    @transport.event_handler("on_client_connected")
+    async def _connected(_transport: object, _client: object) -> None:
+        if session.persona.greeting:
+            await worker.queue_frame(TTSSpeakFrame(session.persona.greeting))
+
+    @transport.event_handler("on_client_disconnected")
+    async def _disconnected(_transport: object, _client: object) -> None:
+        await worker.cancel(reason="caller hung up")
+
+    @worker.event_handler("on_pipeline_error")
+    async def _error(_worker: object, error: object) -> None:
+        logger.warning(f"call {session.call_id}: pipeline error {error}")
+
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(worker)
+    await runner.run()
+    if guard.cutoff is not None and ended_by["reason"] == "caller_hung_up":
+        ended_by["reason"] = "budget_cutoff"
+    return CallOutcome(ended_by["reason"], transcript, guard, services)

@@ -1,0 +1,39 @@
+"""Twilio Media Streams: a forgiving serializer that also reports playback marks."""
+
+from __future__ import annotations
+
+import json
+
+from loguru import logger
+from pipecat.frames.frames import Frame, OutputTransportMessageFrame
+from pipecat.serializers.twilio import TwilioFrameSerializer
+
+from processors.budget_guard import PlaybackMarkFrame
+
+
+class CallMeBackTwilioSerializer(TwilioFrameSerializer):
+    """Pipecat's Twilio serializer, plus two things a phone call needs.
+
+    - A malformed or unexpected message is logged and skipped: one bad packet
+      must not end the call (the stock transport stops reading on an exception).
+    - Twilio echoes a `mark` once the audio queued before it has been played;
+      that echo becomes a `PlaybackMarkFrame`, so the goodbye is known to have
+      been heard before we hang up.
+    """
+
+    async def deserialize(self, data: str | bytes) -> Frame | None:
+        try:
+            message = json.loads(data)
+            if not isinstance(message, dict):
+                raise ValueError("not a JSON object")
+            if message.get("event") == "mark":
+                return PlaybackMarkFrame(str(message.get("mark", {}).get("name", "")))
+            return await super().deserialize(data)
+        except Exception as exc:
+            logger.warning(f"skipping malformed Twilio message ({exc.__class__.__name__}: {exc}): {str(data)[:120]!r}")
+            return None
+
+    def mark_frame(self, name: str) -> Frame:
+        """A `mark` sent in order after the audio queued before it."""
+        return OutputTransportMessageFrame(
+            message={"event": "mark", "streamSid": self._stream_sid, "mark": {"name": name}})

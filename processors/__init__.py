@@ -1,0 +1,1 @@
+"""Our Pipecat frame processors: metering, the budget guard, the transcript."""

@@ -1,0 +1,163 @@
+"""The budget guard: says the warning, and at the cutoff says goodbye and ends the call.
+
+It reads the running total from the call's ledger (in memory) whenever a cost
+is recorded and at least once a second (carrier minutes accrue with no event),
+and asks the domain's `BudgetMonitor` what to do:
+
+- warn: one short sentence with the amount, once, waiting until neither the
+  caller nor the persona is speaking so nobody is talked over;
+- cut off: interrupt any reply in progress, stop taking turns (STT muted), say
+  goodbye, wait until the goodbye has actually been heard (a Twilio `mark`
+  echoed back, where the transport has one), then `EndWorkerFrame`.
+
+A watchdog that does not depend on the pipeline ends the call by force if it
+is still alive when the grace period runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from loguru import logger
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    EndWorkerFrame,
+    Frame,
+    InterruptionWorkerFrame,
+    StartFrame,
+    STTMuteFrame,
+    SystemFrame,
+    TTSSpeakFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+from agent.budgets import Action, BudgetDecision, BudgetMonitor
+
+
+class RunningTotal(Protocol):
+    listeners: list
+
+    def running_total_micros(self) -> int: ...
+
+
+class PlaybackMarkFrame(SystemFrame):
+    """The transport confirms that audio queued before a named mark has been played."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+
+class BudgetGuard(FrameProcessor):
+    def __init__(
+        self,
+        ledger: RunningTotal,
+        monitor: BudgetMonitor,
+        *,
+        force_end: Callable[[str], Awaitable[None]],
+        mark_frame: Callable[[str], Frame] | None = None,
+        check_interval: float = 1.0,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._ledger = ledger
+        self._monitor = monitor
+        self._force_end = force_end
+        self._mark_frame = mark_frame
+        self._check_interval = check_interval
+        self._wake = asyncio.Event()
+        self._pending_warning: BudgetDecision | None = None
+        self._user_speaking = False
+        self._bot_speaking = False
+        self._goodbye_started = False
+        self._goodbye_heard = asyncio.Event()
+        self._checker: asyncio.Task | None = None
+        self._ending: asyncio.Task | None = None
+        self._watchdog: asyncio.Task | None = None
+        self.warnings_spoken: list[str] = []
+        self.cutoff: BudgetDecision | None = None
+        ledger.listeners.append(lambda _ledger: self._wake.set())
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, StartFrame) and self._checker is None:
+            self._checker = self.create_task(self._check_loop(), "budget-check")
+        elif isinstance(frame, UserStartedSpeakingFrame):
+            self._user_speaking = True
+        elif isinstance(frame, UserStoppedSpeakingFrame):
+            self._user_speaking = False
+            await self._maybe_speak_warning()
+        elif isinstance(frame, BotStartedSpeakingFrame) and direction == FrameDirection.DOWNSTREAM:
+            self._bot_speaking = True
+            if self.cutoff is not None:
+                self._goodbye_started = True
+        elif isinstance(frame, BotStoppedSpeakingFrame) and direction == FrameDirection.DOWNSTREAM:
+            self._bot_speaking = False
+            if self._goodbye_started and self._ending is None:
+                self._ending = self.create_task(self._end_after_goodbye(), "budget-goodbye")
+            else:
+                await self._maybe_speak_warning()
+        elif isinstance(frame, PlaybackMarkFrame) and frame.name == "goodbye":
+            self._goodbye_heard.set()
+        await self.push_frame(frame, direction)
+
+    async def cleanup(self) -> None:
+        await super().cleanup()
+        if self._checker is not None:
+            await self.cancel_task(self._checker)
+            self._checker = None
+
+    async def _check_loop(self) -> None:
+        while self.cutoff is None:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._check_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            decision = self._monitor.evaluate(self._ledger.running_total_micros())
+            if decision.action == Action.WARN:
+                self._pending_warning = decision
+                await self._maybe_speak_warning()
+            elif decision.action == Action.CUTOFF:
+                await self._cut_off(decision)
+
+    async def _maybe_speak_warning(self) -> None:
+        if self._pending_warning is None or self._user_speaking or self._bot_speaking or self.cutoff:
+            return
+        decision, self._pending_warning = self._pending_warning, None
+        logger.info(f"budget warning: {decision.message}")
+        self.warnings_spoken.append(decision.message)
+        await self.push_frame(TTSSpeakFrame(decision.message), FrameDirection.UPSTREAM)
+
+    async def _cut_off(self, decision: BudgetDecision) -> None:
+        self.cutoff = decision
+        grace = self._monitor.allowance.grace_period_seconds
+        logger.info(f"budget cutoff at {decision.spent_micros} micro-dollars: ending within {grace} s")
+        self._watchdog = asyncio.get_running_loop().create_task(self._watch(grace))
+        await self.push_frame(InterruptionWorkerFrame(), FrameDirection.UPSTREAM)
+        await self.push_frame(STTMuteFrame(mute=True), FrameDirection.UPSTREAM)
+        goodbye = TTSSpeakFrame(decision.message)
+        goodbye.interruptible = False
+        await self.push_frame(goodbye, FrameDirection.UPSTREAM)
+
+    async def _end_after_goodbye(self) -> None:
+        """End once the caller has heard the goodbye (not merely once we sent it)."""
+        if self._mark_frame is not None and self.pipeline_worker is not None:
+            await self.pipeline_worker.queue_frame(self._mark_frame("goodbye"))
+            try:
+                await asyncio.wait_for(self._goodbye_heard.wait(), 5.0)
+            except asyncio.TimeoutError:
+                logger.warning("no playback mark for the goodbye; ending anyway")
+        await self.push_frame(EndWorkerFrame(reason="budget cutoff"))
+
+    async def _watch(self, grace: float) -> None:
+        await asyncio.sleep(grace)
+        worker = self.pipeline_worker
+        if worker is not None and not worker.has_finished():
+            logger.warning(f"call still alive {grace} s after the budget cutoff: ending it by force")
+            await self._force_end("budget cutoff watchdog")
