@@ -1,10 +1,11 @@
 """A metered phone call end to end, through the real server and Pipecat's real services."""
 
+import asyncio
 from decimal import Decimal
 
 import pytest
 
-from agent.pricing import PriceBook
+from agent.pricing import DEFAULT_PRICES_FILE
 from tests.phone_rig import DATA, PhoneRig
 
 
@@ -62,3 +63,102 @@ async def test_forged_webhook_is_refused_and_no_call_is_created(tmp_path):
         missing = await rig.post_twilio("/twilio/voice", params, signature="")
         assert missing.status_code == 403
         assert await rig.calls.by_twilio_sid("CA" + "b" * 32) is None
+
+
+def _expensive_llm_prices(tmp_path):
+    """The default price book, but with LLM output at 8 cents a token, so a test call reaches its limits."""
+    text = DEFAULT_PRICES_FILE.read_text()
+    text = text.replace('model = "gpt-oss-120b"\nunit = "output_token"\nprice = "0.75"',
+                        'model = "gpt-oss-120b"\nunit = "output_token"\nprice = "80000"')
+    path = tmp_path / "prices.toml"
+    path.write_text(text)
+    return path
+
+
+LONG_REPLY = ("Stoked to hear from you! The waves were great this morning, I caught three long rides "
+              "before work and then grabbed tacos with the crew on the beach.")
+
+
+async def test_warning_is_spoken_once_and_the_cutoff_says_goodbye_and_hangs_up(tmp_path):
+    with PhoneRig(tmp_path, transcripts=["Hi Brad, how are you doing today?", "Tell me something fun about the ocean."],
+                  cerebras_script=[LONG_REPLY, LONG_REPLY], prices_file=_expensive_llm_prices(tmp_path)) as rig:
+        from agent.budgets import BudgetManager, BudgetSettings
+        from storage.users import UserStore
+
+        budgets = BudgetManager(UserStore(rig.calls.db), rig.calls)
+        await budgets.save_settings("demo", BudgetSettings(per_call_limit_micros=3_000_000))
+        sid = "CA" + "c" * 32
+        call_id, url = await rig.ring(sid)
+        caller = await rig.connect_caller(sid, call_id, url)
+        await caller.wait_until(lambda: len(caller.speech_segments) >= 1, timeout=10)
+        await caller.silence(0.3)
+        await caller.say_wav(DATA / "hello.wav")
+        await caller.silence(0.3)
+        await caller.wait_until(lambda: any("Just so you know" in t for t in rig.elevenlabs.texts), timeout=20)
+        warning = next(t for t in rig.elevenlabs.texts if "Just so you know" in t)
+        assert "of your $3 call budget" in warning
+        await caller.silence(1.5)
+        await caller.say_wav(DATA / "ocean.wav")
+        await caller.silence(0.3)
+        await caller.wait_until(lambda: any("goodbye" in t.lower() for t in rig.elevenlabs.texts), timeout=20)
+        cutoff_at = asyncio.get_running_loop().time()
+        await caller.wait_until(lambda: caller.closed_by_server, timeout=15)
+        ended_at = asyncio.get_running_loop().time()
+        call = await rig.wait_for_call_end(call_id)
+
+        spoken = rig.elevenlabs.texts
+        assert sum("Just so you know" in t for t in spoken) == 1  # once
+        assert any("reached your $3 call budget" in t for t in spoken)
+        assert ended_at - cutoff_at <= 10  # within the grace period
+        assert [h[0] for h in rig.twilio.hangups] == [sid]  # hung up through Twilio's REST API
+        # The goodbye was heard before the hang-up: Twilio echoed our mark first.
+        assert [name for name, _ in caller.marks_echoed] == ["goodbye"]
+        assert call["end_reason"] == "budget_cutoff"
+        # No third turn: the LLM answered twice, not more.
+        assert len(rig.cerebras.requests) == 2
+        breakdown = await rig.calls.breakdown(call_id)
+        assert breakdown["total_micros"] >= 3_000_000
+
+
+async def test_cerebras_500_fails_over_and_openai_answers_the_same_turn(tmp_path):
+    from tests.fakes import ErrorReply
+
+    with PhoneRig(tmp_path, transcripts=["Hi Brad, how are you doing today?"],
+                  cerebras_script=[ErrorReply(status=500)], openai_script=["Hey! OpenAI here, all good."]) as rig:
+        sid = "CA" + "d" * 32
+        call_id, url = await rig.ring(sid)
+        caller = await rig.connect_caller(sid, call_id, url)
+        await caller.wait_until(lambda: len(caller.speech_segments) >= 1, timeout=10)
+        await caller.say_wav(DATA / "hello.wav")
+        await caller.silence(0.3)
+        await caller.wait_until(lambda: any("OpenAI here" in t for t in rig.elevenlabs.texts), timeout=20)
+        await caller.silence(0.5)
+        await caller.hang_up()
+        call = await rig.wait_for_call_end(call_id)
+
+        assert rig.cerebras.error_count == 1 and len(rig.cerebras.requests) == 1  # no retry storm
+        assert any("how are you doing today" in str(m.get("content")) for m in rig.openai.requests[0]["messages"])
+        events = await rig.calls.events(call_id)
+        llm = [e for e in events if e["service"] == "llm"]
+        assert {e["vendor"] for e in llm} == {"openai"}
+        assert all(e["detail"].startswith("fallback: cerebras-llm server") for e in llm)
+        assert _sum(events, "llm", "output_token") == rig.openai.served_completion_tokens
+        assert call["status"] == "ended"
+
+
+async def test_a_garbled_media_message_does_not_end_the_call(tmp_path):
+    with PhoneRig(tmp_path, transcripts=["Hi Brad, how are you doing today?"],
+                  cerebras_script=["Still here, loud and clear."]) as rig:
+        sid = "CA" + "e" * 32
+        call_id, url = await rig.ring(sid)
+        caller = await rig.connect_caller(sid, call_id, url)
+        await caller.wait_until(lambda: len(caller.speech_segments) >= 1, timeout=10)
+        for garbage in ["{not json", "[1, 2, 3]", '{"event": "media", "media": {"payload": "%%%not-base64"}}',
+                        '{"event": "media", "media": null}', '{"event": "surprise"}', "\x00\x01"]:
+            await caller.send_raw(garbage)
+        await caller.say_wav(DATA / "hello.wav")
+        await caller.silence(0.3)
+        await caller.wait_until(lambda: any("loud and clear" in t for t in rig.elevenlabs.texts), timeout=20)
+        assert not caller.closed_by_server
+        await caller.hang_up()
+        await rig.wait_for_call_end(call_id)
