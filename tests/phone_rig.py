@@ -39,7 +39,8 @@ class PhoneRig:
     prices_file: Path | None = None
 
     def __post_init__(self) -> None:
-        self.deepgram = DeepgramFake(self.transcripts)
+        # A pause inside an utterance can look like two segments: the extra one is heard as nothing.
+        self.deepgram = DeepgramFake(self.transcripts, inaudible=None)
         self.cerebras = OpenAIFake(self.cerebras_script, default_reply="Doing great, thanks for asking!")
         self.openai = OpenAIFake(self.openai_script, default_reply="Hello from the fallback model.")
         self.elevenlabs = ElevenLabsFake(ms_per_char=10)

@@ -80,7 +80,7 @@ LONG_REPLY = ("Stoked to hear from you! The waves were great this morning, I cau
 
 
 async def test_warning_is_spoken_once_and_the_cutoff_says_goodbye_and_hangs_up(tmp_path):
-    with PhoneRig(tmp_path, transcripts=["Hi Brad, how are you doing today?", "Tell me something fun about the ocean."],
+    with PhoneRig(tmp_path, transcripts=["Hi Brad, how are you doing today?"],
                   cerebras_script=[LONG_REPLY, LONG_REPLY], prices_file=_expensive_llm_prices(tmp_path)) as rig:
         from agent.budgets import BudgetManager, BudgetSettings
         from storage.users import UserStore
@@ -98,6 +98,7 @@ async def test_warning_is_spoken_once_and_the_cutoff_says_goodbye_and_hangs_up(t
         warning = next(t for t in rig.elevenlabs.texts if "Just so you know" in t)
         assert "of your $3 call budget" in warning
         await caller.silence(1.5)
+        rig.deepgram.transcripts.append("Tell me something fun about the ocean.")
         await caller.say_wav(DATA / "ocean.wav")
         await caller.silence(0.3)
         await caller.wait_until(lambda: any("goodbye" in t.lower() for t in rig.elevenlabs.texts), timeout=20)
