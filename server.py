@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             reconciler.cancel()
             with suppress(asyncio.CancelledError):
                 await reconciler
+            await app.state.lifecycle.end_all("server_shutdown")
             await runtime.close()
 
     app = FastAPI(title="Call Me Back", version="0.1.0", lifespan=lifespan,
@@ -156,7 +157,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return
         lifecycle: CallLifecycle = websocket.app.state.lifecycle
         session = await lifecycle.begin(call_id)
-        reason = "error"
+        reason, outcome = "error", None
         try:
             serializer = CallMeBackTwilioSerializer(
                 stream_sid=call_data["stream_id"], call_sid=call_data["call_id"],
@@ -170,13 +171,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                      mark_frame=serializer.mark_frame,
                                      hang_up=lambda: twilio.hang_up(call_data["call_id"]))
             reason = outcome.reason
-            websocket.state.outcome = outcome
         except asyncio.CancelledError:
             reason = "server_shutdown"
             raise
         finally:
-            # Shielded: a shutdown must not interrupt the books being closed.
-            await asyncio.shield(lifecycle.end(session, reason=reason))
+            await lifecycle.end(session, reason=reason, turns=len(outcome.transcript.turns) if outcome else 0)
 
     return app
 

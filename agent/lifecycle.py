@@ -41,7 +41,7 @@ class CallSession:
     memory_loaded: bool
     twilio_call_sid: str | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
-    final: FinalBreakdown | None = None
+    ending: asyncio.Task | None = None  # the one task that closes this call's books
 
     def elapsed_seconds(self) -> int:
         return int(round(time.monotonic() - self.started_monotonic))
@@ -100,23 +100,38 @@ class CallLifecycle:
             return compose_prompt(persona, None, user_name=user.get("display_name") or "", token_budget=budget), False
 
     async def end(self, session: CallSession, *, reason: str, turns: int = 0) -> FinalBreakdown:
-        """Close the books: carrier minutes, memory write, finalise; then relationship stats."""
-        if session.final is not None:
-            return session.final
-        self.live.pop(session.call_id, None)
+        """Close the books once, however many ways the call ends at the same time.
+
+        The work runs in its own task and is awaited shielded, so a cancelled
+        caller (a server shutting down) cannot leave the books half closed.
+        """
+        if session.ending is None:
+            session.ending = asyncio.get_running_loop().create_task(self._end(session, reason, turns))
+        return await asyncio.shield(session.ending)
+
+    async def end_all(self, reason: str) -> None:
+        """Shutdown: finish every call this process still holds."""
+        sessions = list(self.live.values())
+        results = await asyncio.gather(*(self.end(s, reason=reason) for s in sessions), return_exceptions=True)
+        for session, result in zip(sessions, results):
+            if isinstance(result, BaseException):
+                logger.error(f"call {session.call_id} could not be finalised at shutdown: {result!r}")
+
+    async def _end(self, session: CallSession, reason: str, turns: int) -> FinalBreakdown:
         tracker = session.tracker
         seconds, source = await self._duration(session)
         if session.direction != "webrtc":
             tracker.track_call_duration(seconds, source=source)
         tracker.track_memory("write")
         await tracker.close()
-        final = tracker.finalize()
+        # Nothing is charged while payments are off; billing will pass the captured amount here.
+        final = tracker.finalize(amount_charged_micros=None if self.rt.settings.payments_enabled else 0)
         ended_at = utcnow()
         await self.rt.calls.save_breakdown(_breakdown_row(final), {
             "status": "ended", "end_reason": reason, "ended_at": ended_at, "duration_seconds": seconds,
             "spent_micros": final.total_micros,
         })
-        session.final = final
+        self.live.pop(session.call_id, None)
         await self.rt.memory.record_call(session.user["id"], session.persona.id, seconds, ended_at)
         await self.rt.memory.add_call_summary(session.user["id"], session.persona.id, CallSummary(
             call_id=session.call_id, summary=f"A {_minutes(seconds)} call ({turns} turns); summary pending.",
