@@ -175,7 +175,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             reason = "server_shutdown"
             raise
         finally:
-            await lifecycle.end(session, reason=reason, turns=len(outcome.transcript.turns) if outcome else 0)
+            await lifecycle.end(session, reason=reason)
 
     return app
 

@@ -21,6 +21,7 @@ from agent.personas import Persona
 from agent.prompt import CompositePrompt, build_composite_prompt, compose_prompt
 from agent.runtime import Runtime
 from agent.telephony import Twilio, time_limit_for
+from agent.transcript import Transcript
 from storage.util import utcnow
 
 STALE_AFTER = dt.timedelta(seconds=60)
@@ -42,6 +43,7 @@ class CallSession:
     twilio_call_sid: str | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
     ending: asyncio.Task | None = None  # the one task that closes this call's books
+    transcript: Transcript = field(default_factory=Transcript)
 
     def elapsed_seconds(self) -> int:
         return int(round(time.monotonic() - self.started_monotonic))
@@ -99,14 +101,14 @@ class CallLifecycle:
             logger.warning(f"memory for {user['id']}/{persona.id} not loaded ({exc!r}); using the core prompt")
             return compose_prompt(persona, None, user_name=user.get("display_name") or "", token_budget=budget), False
 
-    async def end(self, session: CallSession, *, reason: str, turns: int = 0) -> FinalBreakdown:
+    async def end(self, session: CallSession, *, reason: str) -> FinalBreakdown:
         """Close the books once, however many ways the call ends at the same time.
 
         The work runs in its own task and is awaited shielded, so a cancelled
         caller (a server shutting down) cannot leave the books half closed.
         """
         if session.ending is None:
-            session.ending = asyncio.get_running_loop().create_task(self._end(session, reason, turns))
+            session.ending = asyncio.get_running_loop().create_task(self._end(session, reason))
         return await asyncio.shield(session.ending)
 
     async def end_all(self, reason: str) -> None:
@@ -117,7 +119,7 @@ class CallLifecycle:
             if isinstance(result, BaseException):
                 logger.error(f"call {session.call_id} could not be finalised at shutdown: {result!r}")
 
-    async def _end(self, session: CallSession, reason: str, turns: int) -> FinalBreakdown:
+    async def _end(self, session: CallSession, reason: str) -> FinalBreakdown:
         tracker = session.tracker
         seconds, source = await self._duration(session)
         if session.direction != "webrtc":
@@ -129,12 +131,12 @@ class CallLifecycle:
         ended_at = utcnow()
         await self.rt.calls.save_breakdown(_breakdown_row(final), {
             "status": "ended", "end_reason": reason, "ended_at": ended_at, "duration_seconds": seconds,
-            "spent_micros": final.total_micros,
+            "spent_micros": final.total_micros, "transcript": session.transcript.as_rows(),
         })
         self.live.pop(session.call_id, None)
         await self.rt.memory.record_call(session.user["id"], session.persona.id, seconds, ended_at)
         await self.rt.memory.add_call_summary(session.user["id"], session.persona.id, CallSummary(
-            call_id=session.call_id, summary=f"A {_minutes(seconds)} call ({turns} turns); summary pending.",
+            call_id=session.call_id, summary=f"A {_minutes(seconds)} call ({len(session.transcript.turns)} turns); summary pending.",
             outcome=reason))
         logger.info(f"call {session.call_id} ended ({reason}): total {final.total_micros} micro-dollars")
         return final

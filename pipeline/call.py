@@ -27,7 +27,7 @@ from agent.settings import Settings
 from pipeline.services import CallServices, build_services
 from processors.budget_guard import BudgetGuard
 from processors.metering import UsageMeter
-from processors.transcript import CallTranscript
+from processors.transcript import record_transcript
 
 APOLOGY = "Sorry, I lost my train of thought for a second. Could you say that again?"
 
@@ -35,7 +35,6 @@ APOLOGY = "Sorry, I lost my train of thought for a second. Could you say that ag
 @dataclass
 class CallOutcome:
     reason: str
-    transcript: CallTranscript
     guard: BudgetGuard
     services: CallServices
 
@@ -57,8 +56,7 @@ async def run_call(
     context = LLMContext()
     user_aggregator, assistant_aggregator = LLMContextAggregatorPair(
         context, user_params=LLMUserAggregatorParams(vad_analyzer=SileroVADAnalyzer()))
-    transcript = CallTranscript()
-    transcript.attach(user_aggregator, assistant_aggregator)
+    record_transcript(session.transcript, user_aggregator, assistant_aggregator)
     ended_by = {"reason": "caller_hung_up"}
 
     async def force_end(reason: str) -> None:
@@ -112,4 +110,4 @@ async def run_call(
     await runner.run()
     if guard.cutoff is not None and ended_by["reason"] == "caller_hung_up":
         ended_by["reason"] = "budget_cutoff"
-    return CallOutcome(ended_by["reason"], transcript, guard, services)
+    return CallOutcome(ended_by["reason"], guard, services)

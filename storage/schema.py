@@ -155,6 +155,7 @@ calls = Table(
     Column("duration_seconds", Integer, nullable=True),
     Column("payment_intent_id", String(100), nullable=True),
     Column("payment_status", String(32), nullable=True),
+    Column("transcript", JSON, nullable=True),  # the turns, kept for summaries and memory extraction
     _ts("created_at"),
     _ts("started_at", nullable=True),
     _ts("ended_at", nullable=True),

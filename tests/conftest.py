@@ -11,7 +11,10 @@ import pytest
 from agent.runtime import Runtime
 from agent.settings import Settings
 
-PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+ADMIN_PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# Each test run gets a database of its own, so runs side by side never see each other's tables.
+PG_DATABASE = f"callmeback_test_{os.getpid()}"
+PG_URL = ADMIN_PG_URL.rsplit("/", 1)[0] + "/" + PG_DATABASE
 
 
 def _postgres_reachable() -> bool:
@@ -19,10 +22,16 @@ def _postgres_reachable() -> bool:
         import asyncpg
 
         try:
-            conn = await asyncio.wait_for(asyncpg.connect(PG_URL), 3)
+            conn = await asyncio.wait_for(asyncpg.connect(ADMIN_PG_URL), 3)
         except Exception:
             return False
-        await conn.close()
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE}")
+            await conn.execute(f"CREATE DATABASE {PG_DATABASE}")
+        except Exception:
+            return False
+        finally:
+            await conn.close()
         return True
 
     return asyncio.run(probe())
@@ -39,6 +48,20 @@ async def _reset_postgres() -> None:
         await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;")
     finally:
         await conn.close()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if POSTGRES_AVAILABLE:
+        async def drop() -> None:
+            import asyncpg
+
+            conn = await asyncpg.connect(ADMIN_PG_URL)
+            try:
+                await conn.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+            finally:
+                await conn.close()
+
+        asyncio.run(drop())
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

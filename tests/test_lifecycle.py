@@ -19,7 +19,9 @@ async def test_every_call_ends_finalised_with_stats_and_a_summary(runtime):
     session = await lifecycle.begin(allowance.call_id)
     assert session.memory_loaded and "You are Brad" in session.prompt.prompt
     session.tracker.track_tts(100, model="eleven_flash_v2_5")
-    final, again = await asyncio.gather(lifecycle.end(session, reason="caller_hung_up", turns=4),
+    session.transcript.add("user", "Hey Brad!")
+    session.transcript.add("assistant", "Hey! Good to hear from you.")
+    final, again = await asyncio.gather(lifecycle.end(session, reason="caller_hung_up"),
                                         lifecycle.end(session, reason="server_shutdown"))
     assert final is again  # ended once, however many ways it ends at the same time
     call = await runtime.calls.get(allowance.call_id)
@@ -30,7 +32,8 @@ async def test_every_call_ends_finalised_with_stats_and_a_summary(runtime):
     rel = await runtime.memory.get_relationship("demo", "brad")
     assert rel.total_calls == 1
     recent = await runtime.memory.recent_context("demo", "brad")
-    assert recent[0].call_id == allowance.call_id and "4 turns" in recent[0].summary
+    assert recent[0].call_id == allowance.call_id and "2 turns" in recent[0].summary
+    assert [t["text"] for t in call["transcript"]] == ["Hey Brad!", "Hey! Good to hear from you."]
 
 
 async def test_slow_memory_falls_back_to_the_core_prompt(runtime):

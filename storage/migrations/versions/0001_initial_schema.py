@@ -55,6 +55,7 @@ def upgrade() -> None:
     sa.Column('duration_seconds', sa.Integer(), nullable=True),
     sa.Column('payment_intent_id', sa.String(length=100), nullable=True),
     sa.Column('payment_status', sa.String(length=32), nullable=True),
+    sa.Column('transcript', sa.JSON(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('ended_at', sa.DateTime(timezone=True), nullable=True),

@@ -1,0 +1,38 @@
+"""What was said on a call: kept for the end of the call (summary, memory extraction)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str  # "user" or "assistant"
+    text: str
+    at: dt.datetime
+    interrupted: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["at"] = self.at.isoformat()
+        return data
+
+
+@dataclass
+class Transcript:
+    turns: list[Turn] = field(default_factory=list)
+
+    def add(self, role: str, text: str | None, *, interrupted: bool = False) -> None:
+        if text and text.strip():
+            self.turns.append(Turn(role, text.strip(), dt.datetime.now(dt.timezone.utc), interrupted))
+
+    def said_by(self, role: str) -> list[str]:
+        return [t.text for t in self.turns if t.role == role]
+
+    def as_text(self) -> str:
+        return "\n".join(f"{t.role}: {t.text}" for t in self.turns)
+
+    def as_rows(self) -> list[dict[str, Any]]:
+        return [t.as_dict() for t in self.turns]
