@@ -37,9 +37,11 @@ class ServedApp:
         graceful_timeout: float = 2.0,
         start_timeout: float = 10.0,
         lifespan: str = "off",
+        port: int = 0,
     ) -> None:
         self.app = app
         self._lifespan = lifespan  # "on" for apps that set themselves up at start-up
+        self._requested_port = port  # 0: any free port
         self.host = host
         self._graceful_timeout = graceful_timeout
         self._start_timeout = start_timeout
@@ -68,7 +70,7 @@ class ServedApp:
         # Binding ourselves gives us the port before uvicorn starts, with no race.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, 0))
+        sock.bind((self.host, self._requested_port))
         self._sock = sock
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(

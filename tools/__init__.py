@@ -1,0 +1,1 @@
+"""Developer tools: simulate a phone call, run the vendors' fakes locally."""
