@@ -144,14 +144,14 @@ class CallCostTracker:
 
     def track_llm(self, prompt_tokens: int, completion_tokens: int, *, vendor: str, model: str,
                   fallback_reason: str | None = None, source: Source = Source.VENDOR,
-                  kind: str = "ai_inference") -> list[CostEvent]:
+                  kind: str = "ai_inference", service: Service = Service.LLM) -> list[CostEvent]:
         detail = f"fallback: {fallback_reason}" if fallback_reason else None
         rate_in = self.prices.rate(vendor, "llm", model, "input_token")
         rate_out = self.prices.rate(vendor, "llm", model, "output_token")
         _check_units(prompt_tokens, completion_tokens)
         return [
-            self._record(Service.LLM, kind, rate_in, prompt_tokens, source, detail),
-            self._record(Service.LLM, kind, rate_out, completion_tokens, source, detail),
+            self._record(service, kind, rate_in, prompt_tokens, source, detail),
+            self._record(service, kind, rate_out, completion_tokens, source, detail),
         ]
 
     def track_stt(self, seconds: Decimal, *, model: str, vendor: str = "deepgram",
@@ -220,6 +220,10 @@ class CallCostTracker:
         elapsed = Decimal(time.monotonic() - self._started_monotonic)
         rate = self.prices.rate("twilio", "voice", self.direction, "minute")
         return rate.cost_micros(math.ceil(elapsed / 60) if elapsed > 0 else 0)
+
+    def total_micros(self) -> int:
+        """Events plus the Stripe fee: what finalising now would make the total."""
+        return self._subtotal + stripe_fee_micros(self._subtotal, self.prices)
 
     def running_total_micros(self) -> int:
         """What the user would pay if the call ended now: events, minutes so far, Stripe fee."""

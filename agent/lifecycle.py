@@ -10,12 +10,21 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from loguru import logger
 
+from agent.billing import Billing, PaymentError
 from agent.budgets import BudgetMonitor, CallAllowance, LimitKind
-from agent.costs import CallCostTracker, FinalBreakdown, Source
+from agent.costs import CallCostTracker, FinalBreakdown, Service, Source
+from agent.extraction import (
+    MAX_EXTRACTION_ATTEMPTS,
+    ExtractionError,
+    ExtractionResult,
+    MemoryExtractor,
+    apply_update,
+)
 from agent.memory import CallSummary
 from agent.personas import Persona
 from agent.prompt import CompositePrompt, build_composite_prompt, compose_prompt
@@ -43,6 +52,9 @@ class CallSession:
     twilio_call_sid: str | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
     ending: asyncio.Task | None = None  # the one task that closes this call's books
+    # Set by whoever runs the call's media (server.py): stops the pipeline and the phone line.
+    hang_up: Callable[[], Awaitable[None]] | None = None
+    end_requested: str | None = None  # why someone asked this call to end (e.g. "operator_ended")
     transcript: Transcript = field(default_factory=Transcript)
 
     def elapsed_seconds(self) -> int:
@@ -50,16 +62,36 @@ class CallSession:
 
 
 class CallLifecycle:
-    def __init__(self, runtime: Runtime, *, carrier_wait_secs: float = 3.0) -> None:
+    def __init__(self, runtime: Runtime, *, carrier_wait_secs: float = 3.0, extraction_timeout: float = 20.0,
+                 billing: Billing | None = None, extractor: MemoryExtractor | None = None) -> None:
         self.rt = runtime
         self.carrier_wait_secs = carrier_wait_secs
+        self.billing = billing or Billing(runtime.settings)
+        self.extractor = extractor or MemoryExtractor(runtime.settings, timeout=extraction_timeout)
         self.live: dict[str, CallSession] = {}  # this process's calls, for live views
+        self._background: set[asyncio.Task] = set()
 
     async def open(self, user_id: str, persona_id: str, direction: str, *, twilio_call_sid: str | None = None,
                    call_id: str | None = None) -> CallAllowance:
-        """Create the call and reserve its budget (raises `BudgetRefused`)."""
-        return await self.rt.budgets.open_call(user_id, persona_id, direction, call_id=call_id,
-                                               twilio_call_sid=twilio_call_sid)
+        """Create the call, reserve its budget and, with payments on, hold it on the card.
+
+        Raises `BudgetRefused` or `PaymentError`; either way no call starts and the
+        reservation is released.
+        """
+        allowance = await self.rt.budgets.open_call(user_id, persona_id, direction, call_id=call_id,
+                                                    twilio_call_sid=twilio_call_sid)
+        if self.billing.enabled:
+            user = await self.rt.users.get_user(user_id)
+            try:
+                auth = await self.billing.authorize(allowance.call_id, user["stripe_customer_id"],
+                                                    user["stripe_payment_method_id"], allowance.limit_micros)
+            except PaymentError:
+                await self.rt.calls.update(allowance.call_id, status="ended", end_reason="payment_failed",
+                                           ended_at=utcnow(), payment_status="failed")
+                raise
+            await self.rt.calls.update(allowance.call_id, payment_intent_id=auth.intent_id,
+                                       authorized_micros=auth.amount_micros, payment_status="authorized")
+        return allowance
 
     async def begin(self, call_id: str) -> CallSession:
         """The media is connected: build the prompt, open the ledger, mark the call live."""
@@ -82,11 +114,19 @@ class CallLifecycle:
             tracker.track_memory("read")
         session = CallSession(call_id, call["direction"], user, persona, allowance, prompt, tracker,
                               BudgetMonitor(allowance), loaded, call["twilio_call_sid"])
+        session.transcript.on_turn = lambda transcript: self._in_background(
+            self.rt.calls.update(call_id, transcript=transcript.as_rows()))
         await self.rt.calls.update(call_id, status="live", started_at=utcnow(), heartbeat_at=utcnow())
         tracker.mark_started()
         tracker.start()
         self.live[call_id] = session
         return session
+
+    def _in_background(self, work: Awaitable[object]) -> None:
+        """Small writes that must not hold up the audio path (a task kept until done)."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _prompt_in_time(self, user: dict, persona: Persona, token_limit: int | None
                               ) -> tuple[CompositePrompt, bool]:
@@ -111,6 +151,23 @@ class CallLifecycle:
             session.ending = asyncio.get_running_loop().create_task(self._end(session, reason))
         return await asyncio.shield(session.ending)
 
+    async def request_end(self, call_id: str, reason: str) -> bool:
+        """Ask a call live in this process to end; False if this process does not hold it.
+
+        With a media runner attached, its hang-up hook stops the pipeline and the
+        runner's own `end` closes the books (with `end_requested` as the reason);
+        without one there is nothing to stop, so the books are closed here.
+        """
+        session = self.live.get(call_id)
+        if session is None:
+            return False
+        session.end_requested = session.end_requested or reason
+        if session.hang_up is not None:
+            await session.hang_up()
+        else:
+            await self.end(session, reason=reason)
+        return True
+
     async def end_all(self, reason: str) -> None:
         """Shutdown: finish every call this process still holds."""
         sessions = list(self.live.values())
@@ -120,26 +177,81 @@ class CallLifecycle:
                 logger.error(f"call {session.call_id} could not be finalised at shutdown: {result!r}")
 
     async def _end(self, session: CallSession, reason: str) -> FinalBreakdown:
+        """Carrier minutes, memory extraction, finalise, capture; then memory and statistics."""
         tracker = session.tracker
         seconds, source = await self._duration(session)
         if session.direction != "webrtc":
             tracker.track_call_duration(seconds, source=source)
         tracker.track_memory("write")
+        extraction = await self._extract(session)
         await tracker.close()
-        # Nothing is charged while payments are off; billing will pass the captured amount here.
-        final = tracker.finalize(amount_charged_micros=None if self.rt.settings.payments_enabled else 0)
-        ended_at = utcnow()
-        await self.rt.calls.save_breakdown(_breakdown_row(final), {
-            "status": "ended", "end_reason": reason, "ended_at": ended_at, "duration_seconds": seconds,
-            "spent_micros": final.total_micros, "transcript": session.transcript.as_rows(),
-        })
+        user_id, persona_id = session.user["id"], session.persona.id
+        final = await self._close_books(session.call_id, tracker, reason=reason, seconds=seconds,
+                                        transcript=session.transcript,
+                                        extraction_status="done" if extraction else _pending(session.transcript))
         self.live.pop(session.call_id, None)
-        await self.rt.memory.record_call(session.user["id"], session.persona.id, seconds, ended_at)
-        await self.rt.memory.add_call_summary(session.user["id"], session.persona.id, CallSummary(
-            call_id=session.call_id, summary=f"A {_minutes(seconds)} call ({len(session.transcript.turns)} turns); summary pending.",
-            outcome=reason))
+        ended_at = utcnow()
+        await self.rt.memory.record_call(user_id, persona_id, seconds, ended_at)
+        if extraction is not None:
+            await apply_update(self.rt.memory, user_id, persona_id, session.call_id, extraction.update,
+                               (await self.rt.calls.get(session.call_id))["started_at"])
+        else:
+            await self._placeholder_summary(user_id, persona_id, session.call_id, seconds, session.transcript, reason)
         logger.info(f"call {session.call_id} ended ({reason}): total {final.total_micros} micro-dollars")
         return final
+
+    async def _extract(self, session: CallSession) -> ExtractionResult | None:
+        """The post-call memory update, priced onto this call; None if there is nothing or it failed.
+
+        Tokens of an answer that turned out unusable are on the ledger too: they were spent.
+        """
+        if not session.transcript.said_by("user"):
+            return None
+        try:
+            memory = await self.rt.memory.snapshot(session.user["id"], session.persona.id)
+            result = await self.extractor.extract(session.persona.name, session.persona.llm_model, memory,
+                                                  session.transcript.turns)
+        except Exception as exc:
+            logger.warning(f"call {session.call_id}: memory extraction failed, will retry later ({exc})")
+            return None
+        session.tracker.track_llm(result.prompt_tokens, result.completion_tokens, vendor=result.vendor,
+                                  model=result.model, fallback_reason=result.fallback_reason,
+                                  service=Service.MEMORY, kind="ai_inference")
+        return result if result.update is not None else None
+
+    async def _close_books(self, call_id: str, tracker: CallCostTracker, *, reason: str, seconds: int,
+                           transcript: Transcript, extraction_status: str | None) -> FinalBreakdown:
+        """Finalise, store the breakdown with the call's end, then capture exactly the charge.
+
+        The charge is fixed (and stored) before Stripe is asked, so a retry after a
+        crash asks for the same capture under the same idempotency key.
+        """
+        call = await self.rt.calls.get(call_id)
+        intent, authorized = call["payment_intent_id"], call["authorized_micros"] or 0
+        charge = self.billing.amount_to_charge(tracker.total_micros(), authorized) if intent else 0
+        final = tracker.finalize(amount_charged_micros=charge)
+        await self.rt.calls.save_breakdown(_breakdown_row(final), {
+            "status": "ended", "end_reason": reason, "ended_at": utcnow(), "duration_seconds": seconds,
+            "spent_micros": final.total_micros, "transcript": transcript.as_rows(),
+            "payment_status": "capture_pending" if intent else None, "extraction_status": extraction_status,
+        })
+        if intent:
+            await self._settle(call_id, intent, charge)
+        return final
+
+    async def _settle(self, call_id: str, intent_id: str, charge_micros: int) -> None:
+        try:
+            status = await self.billing.settle(call_id, intent_id, charge_micros)
+        except Exception as exc:  # Stripe unreachable: reconciliation retries with the same key
+            logger.error(f"call {call_id}: capture failed, will retry ({exc})")
+            return
+        await self.rt.calls.update(call_id, payment_status=status)
+
+    async def _placeholder_summary(self, user_id: str, persona_id: str, call_id: str, seconds: int,
+                                   transcript: Transcript, reason: str) -> None:
+        await self.rt.memory.add_call_summary(user_id, persona_id, CallSummary(
+            call_id=call_id, summary=f"A {_minutes(seconds)} call ({len(transcript.turns)} turns); summary pending.",
+            outcome=reason))
 
     async def _duration(self, session: CallSession) -> tuple[int, Source]:
         """The carrier's own duration when its status callback arrives in time, else ours."""
@@ -163,7 +275,10 @@ class CallLifecycle:
         return True
 
     async def reconcile(self, *, stale_after: dt.timedelta = STALE_AFTER) -> list[str]:
-        """Finish calls whose process died: finalise them from their stored events."""
+        """Finish what a dead process left: abandoned calls, uncaptured payments, missing memories.
+
+        Returns the ids of the abandoned calls it finalised.
+        """
         done = []
         for call in await self.rt.calls.abandoned(utcnow() - stale_after):
             if call["id"] in self.live:
@@ -173,6 +288,12 @@ class CallLifecycle:
                 done.append(call["id"])
             except Exception as exc:
                 logger.error(f"could not reconcile call {call['id']}: {exc!r}")
+        for call in await self.rt.calls.unsettled():
+            breakdown = await self.rt.calls.breakdown(call["id"])
+            await self._settle(call["id"], call["payment_intent_id"], breakdown["amount_charged_micros"])
+        for call in await self.rt.calls.awaiting_extraction(MAX_EXTRACTION_ATTEMPTS):
+            if call["id"] not in self.live:
+                await self._retry_extraction(call)
         return done
 
     async def _finish_abandoned(self, call: dict) -> None:
@@ -190,14 +311,39 @@ class CallLifecycle:
         if started is not None and call["direction"] != "webrtc":
             tracker.track_call_duration(seconds, source=source)
         await tracker.close()
-        final = tracker.finalize()
-        saved = await self.rt.calls.save_breakdown(_breakdown_row(final), {
-            "status": "ended", "end_reason": "reconciled", "ended_at": utcnow(), "duration_seconds": seconds,
-            "spent_micros": final.total_micros,
-        })
-        if saved and started is not None:
+        transcript = Transcript.from_rows(call["transcript"])
+        final = await self._close_books(call["id"], tracker, reason="reconciled", seconds=seconds,
+                                        transcript=transcript, extraction_status=_pending(transcript))
+        if started is not None:
             await self.rt.memory.record_call(call["user_id"], call["persona_id"], seconds, utcnow())
+            await self._placeholder_summary(call["user_id"], call["persona_id"], call["id"], seconds, transcript,
+                                            "reconciled")
         logger.info(f"reconciled call {call['id']}: total {final.total_micros} micro-dollars")
+
+    async def _retry_extraction(self, call: dict) -> None:
+        """A later attempt at a call's memories. Its tokens are not charged: the call is settled."""
+        await self.rt.calls.update(call["id"], extraction_attempts=call["extraction_attempts"] + 1)
+        persona = Persona.from_row(await self.rt.users.get_persona(call["persona_id"]))
+        try:
+            memory = await self.rt.memory.snapshot(call["user_id"], persona.id)
+            result = await self.extractor.extract(persona.name, persona.llm_model, memory,
+                                                  Transcript.from_rows(call["transcript"]).turns)
+            if result.update is None:
+                raise ExtractionError(result.error or "unusable answer")
+            await apply_update(self.rt.memory, call["user_id"], persona.id, call["id"], result.update,
+                               call["started_at"])
+        except Exception as exc:
+            logger.warning(f"call {call['id']}: memory extraction retry failed ({exc})")
+            await self.rt.calls.update(call["id"], extraction_status="failed")
+            return
+        logger.info(f"call {call['id']}: memories extracted on retry ({result.prompt_tokens}+"
+                    f"{result.completion_tokens} tokens, not charged)")
+        await self.rt.calls.update(call["id"], extraction_status="done")
+
+
+def _pending(transcript: Transcript) -> str | None:
+    """Extraction still owed: only when the user said something."""
+    return "pending" if transcript.said_by("user") else None
 
 
 def _breakdown_row(final: FinalBreakdown) -> dict:
@@ -219,6 +365,14 @@ class DialError(RuntimeError):
     """The outbound call could not be placed (no number, or the carrier refused)."""
 
 
+class MissingPhoneNumber(DialError):
+    """The user or the persona has no phone number to call from or to."""
+
+
+class TelephonyNotConfigured(DialError):
+    """This server has no Twilio account or public URL, so it cannot dial out."""
+
+
 async def place_outbound_call(lifecycle: CallLifecycle, twilio: Twilio, user_id: str, persona_id: str
                               ) -> tuple[CallAllowance, str]:
     """"Call me back": reserve the budget, then have Twilio ring the user with a carrier time limit."""
@@ -230,10 +384,10 @@ async def place_outbound_call(lifecycle: CallLifecycle, twilio: Twilio, user_id:
     if user is None or persona is None:
         raise LookupError("unknown user or persona")
     if not user["phone_number"] or not persona["phone_number"]:
-        raise DialError("both the user and the persona need a phone number for a call back")
+        raise MissingPhoneNumber("both the user and the persona need a phone number for a call back")
     base = rt.settings.public_base_url
     if not base or not rt.settings.twilio_enabled:
-        raise DialError("outbound calls need Twilio settings and PUBLIC_BASE_URL")
+        raise TelephonyNotConfigured("outbound calls need Twilio settings and PUBLIC_BASE_URL")
     allowance = await lifecycle.open(user_id, persona_id, "outbound")
     per_minute = estimate_call_cost(1, 1000, prices=rt.prices, llm_model=persona["llm_model"] or rt.settings.cerebras_model,
                                     direction="outbound").total_micros

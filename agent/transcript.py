@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,10 +24,18 @@ class Turn:
 @dataclass
 class Transcript:
     turns: list[Turn] = field(default_factory=list)
+    on_turn: Callable[["Transcript"], None] | None = None  # e.g. persist it, so a crash keeps it
 
     def add(self, role: str, text: str | None, *, interrupted: bool = False) -> None:
         if text and text.strip():
             self.turns.append(Turn(role, text.strip(), dt.datetime.now(dt.timezone.utc), interrupted))
+            if self.on_turn is not None:
+                self.on_turn(self)
+
+    @classmethod
+    def from_rows(cls, rows: list[dict[str, Any]] | None) -> "Transcript":
+        return cls([Turn(r["role"], r["text"], dt.datetime.fromisoformat(r["at"]), bool(r.get("interrupted")))
+                    for r in rows or []])
 
     def said_by(self, role: str) -> list[str]:
         return [t.text for t in self.turns if t.role == role]

@@ -92,6 +92,20 @@ class CallStore:
                 calls.c.status.in_(LIVE_STATUSES), last_sign_of_life < stale_before))
         return [row_dict(r) for r in rows]
 
+    async def unsettled(self) -> list[dict[str, Any]]:
+        """Ended calls whose payment was finalised but not yet captured (or cancelled) at Stripe."""
+        async with self.db.connect() as conn:
+            rows = await conn.execute(select(calls).where(
+                calls.c.status == "ended", calls.c.payment_status == "capture_pending"))
+        return [row_dict(r) for r in rows]
+
+    async def awaiting_extraction(self, max_attempts: int) -> list[dict[str, Any]]:
+        async with self.db.connect() as conn:
+            rows = await conn.execute(select(calls).where(
+                calls.c.status == "ended", calls.c.extraction_status.in_(("pending", "failed")),
+                calls.c.extraction_attempts < max_attempts))
+        return [row_dict(r) for r in rows]
+
     async def live(self) -> list[dict[str, Any]]:
         async with self.db.connect() as conn:
             rows = await conn.execute(select(calls).where(calls.c.status == "live").order_by(calls.c.started_at))

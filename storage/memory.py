@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 
 from storage.db import Database
-from storage.schema import call_summaries, memory_facts, storylines, user_persona_relationships as rels
+from storage.schema import call_summaries, memory_deletions, memory_facts, storylines
+from storage.schema import user_persona_relationships as rels
 from storage.util import insert_ignoring_conflicts, row_dict, upsert, utcnow
 
 
@@ -65,7 +66,17 @@ class MemoryStore:
         if category is not None:
             stmt = stmt.where(memory_facts.c.category == category)
         async with self.db.begin() as conn:
-            return (await conn.execute(stmt)).rowcount
+            deleted = (await conn.execute(stmt)).rowcount
+            await conn.execute(insert(memory_deletions).values(
+                relationship_id=rel_id, category=category, key=key, deleted_at=utcnow()))
+            return deleted
+
+    async def deletions_since(self, rel_id: int, since: dt.datetime) -> list[dict[str, Any]]:
+        """What the user deleted after `since`: (category or None, key or None) rows."""
+        async with self.db.connect() as conn:
+            rows = await conn.execute(select(memory_deletions).where(
+                (memory_deletions.c.relationship_id == rel_id) & (memory_deletions.c.deleted_at >= since)))
+        return [row_dict(r) for r in rows]
 
     # recent context
     async def add_summary(self, rel_id: int, call_id: str | None, summary: str, key_topics: list[str],
@@ -105,3 +116,5 @@ class MemoryStore:
         async with self.db.begin() as conn:
             for table in (memory_facts, call_summaries, storylines):
                 await conn.execute(delete(table).where(table.c.relationship_id == rel_id))
+            await conn.execute(insert(memory_deletions).values(
+                relationship_id=rel_id, category=None, key=None, deleted_at=utcnow()))

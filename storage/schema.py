@@ -154,7 +154,12 @@ calls = Table(
     Column("end_reason", String(64), nullable=True),
     Column("duration_seconds", Integer, nullable=True),
     Column("payment_intent_id", String(100), nullable=True),
+    # none -> authorized -> capture_pending -> captured | canceled (or failed)
     Column("payment_status", String(32), nullable=True),
+    Column("authorized_micros", BigInteger, nullable=True),
+    # pending -> done | failed (retried by reconciliation, at most MAX_EXTRACTION_ATTEMPTS)
+    Column("extraction_status", String(16), nullable=True),
+    Column("extraction_attempts", Integer, nullable=False, default=0, server_default="0"),
     Column("transcript", JSON, nullable=True),  # the turns, kept for summaries and memory extraction
     _ts("created_at"),
     _ts("started_at", nullable=True),
@@ -217,4 +222,22 @@ user_budget_settings = Table(
     Column("notify_email", Boolean, nullable=False, default=False),
     Column("notify_sms", Boolean, nullable=False, default=True),
     _ts("updated_at"),
+)
+
+memory_deletions = Table(
+    "memory_deletions",
+    metadata,
+    # What the user deleted: memory extraction of a call that started before the
+    # deletion must not bring it back.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "relationship_id",
+        Integer,
+        ForeignKey("user_persona_relationships.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("category", String(40), nullable=True),
+    Column("key", String(200), nullable=True),  # null: everything was wiped
+    _ts("deleted_at"),
+    Index(None, "relationship_id", "deleted_at"),
 )

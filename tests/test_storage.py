@@ -26,3 +26,15 @@ async def test_starter_personas_and_demo_user_loaded_once(runtime, settings):
         assert (await again.users.get_user(DEMO_USER_ID))["phone_number"] == "+15555550100"
     finally:
         await again.close()
+
+
+async def test_migrations_match_the_schema_exactly(runtime):
+    """Alembic's revisions and storage/schema.py describe the same database (no drift)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from storage.schema import metadata
+
+    async with runtime.db.connect() as conn:
+        diff = await conn.run_sync(lambda c: compare_metadata(MigrationContext.configure(c), metadata))
+    assert diff == []
