@@ -1,0 +1,136 @@
+"""Payments through the real stripe SDK against our Stripe wire fake."""
+
+import pytest
+
+from agent.billing import PaymentError
+from agent.budgets import BudgetSettings
+from agent.lifecycle import CallLifecycle
+from tests.fakes import ServedApp, StripeFake
+
+KEY = "sk_test_callmeback"
+
+
+@pytest.fixture
+def stripe_fake(settings):
+    fake = StripeFake(api_key=KEY)
+    with ServedApp(fake.app) as served:
+        settings.stripe_secret_key, settings.stripe_api_base = KEY, served.http_url
+        yield fake
+
+
+async def _with_card(runtime, payment_method="pm_card_visa"):
+    await runtime.users.update_user("demo", stripe_payment_method_id=payment_method)
+
+
+async def _call(runtime, lifecycle, cost_characters):
+    allowance = await lifecycle.open("demo", "brad", "webrtc")
+    session = await lifecycle.begin(allowance.call_id)
+    session.tracker.track_tts(cost_characters, model="eleven_flash_v2_5")
+    return allowance, session
+
+
+async def test_a_call_is_authorised_then_captured_exactly(runtime, stripe_fake):
+    await _with_card(runtime)
+    await runtime.budgets.save_settings("demo", BudgetSettings(per_call_limit_micros=5_000_000))
+    lifecycle = CallLifecycle(runtime)
+    allowance, session = await _call(runtime, lifecycle, 4321)
+    intent = next(iter(stripe_fake.intents.values()))
+    assert intent["amount"] == 500 and intent["capture_method"] == "manual" and intent["status"] == "requires_capture"
+    assert intent["metadata"] == {"call_id": allowance.call_id}
+    final = await lifecycle.end(session, reason="caller_hung_up")
+    # 4321 characters at $0.05/1K = $0.216050, +2 memory ops, +2.9% +30c; charged to the cent.
+    assert final.amount_charged_micros % 10_000 == 0
+    assert abs(final.amount_charged_micros - final.total_micros) < 5_000
+    assert stripe_fake.captures == [(intent["id"], final.amount_charged_micros // 10_000)]
+    call = await runtime.calls.get(allowance.call_id)
+    assert call["payment_status"] == "captured"
+    breakdown = await runtime.calls.breakdown(allowance.call_id)
+    assert breakdown["amount_charged_micros"] == final.amount_charged_micros
+    assert breakdown["profit_margin_micros"] == final.amount_charged_micros - final.total_micros
+    # A second attempt (a duplicate callback, a restart) charges nothing more.
+    await lifecycle._settle(allowance.call_id, intent["id"], final.amount_charged_micros)
+    assert len(stripe_fake.captures) == 1 and stripe_fake.replays >= 1
+
+
+async def test_capture_never_exceeds_the_authorisation(runtime, stripe_fake):
+    await _with_card(runtime)
+    await runtime.budgets.save_settings("demo", BudgetSettings(per_call_limit_micros=1_000_000))
+    lifecycle = CallLifecycle(runtime)
+    allowance, session = await _call(runtime, lifecycle, 40_000)  # $2 of speech on a $1 hold: the grace overrun
+    final = await lifecycle.end(session, reason="budget_cutoff")
+    assert final.total_micros > 1_000_000
+    assert final.amount_charged_micros == 1_000_000
+    assert stripe_fake.captures[0][1] == 100
+    assert final.profit_margin_micros < 0  # we carry the overrun, the user is never charged above the hold
+
+
+async def test_a_zero_cost_call_cancels_the_hold(runtime, stripe_fake):
+    await _with_card(runtime)
+    lifecycle = CallLifecycle(runtime)
+    allowance = await lifecycle.open("demo", "brad", "inbound")
+    # The media never connected: reconciliation finishes the call at zero and lets the hold go.
+    import datetime as dt
+
+    await runtime.calls.update(allowance.call_id, created_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1))
+    assert await lifecycle.reconcile() == [allowance.call_id]
+    assert stripe_fake.captures == [] and len(stripe_fake.cancels) == 1
+    assert (await runtime.calls.get(allowance.call_id))["payment_status"] == "canceled"
+
+
+async def test_a_declined_card_stops_the_call_and_says_why(runtime, stripe_fake):
+    await _with_card(runtime, "pm_card_chargeDeclined")
+    lifecycle = CallLifecycle(runtime)
+    with pytest.raises(PaymentError, match="declined") as declined:
+        await lifecycle.open("demo", "brad", "inbound", call_id="declined-call")
+    assert not declined.value.retryable
+    call = await runtime.calls.get("declined-call")
+    assert call["status"] == "ended" and call["end_reason"] == "payment_failed"
+    # The failed call holds no budget.
+    assert (await runtime.budgets.open_call("demo", "brad", "webrtc")).limit_micros == 10_000_000
+
+
+async def test_no_card_on_file_is_refused(runtime, stripe_fake):
+    with pytest.raises(PaymentError, match="no card on file"):
+        await CallLifecycle(runtime).open("demo", "brad", "inbound")
+
+
+async def test_stripe_down_means_no_call(runtime, stripe_fake):
+    await _with_card(runtime)
+    stripe_fake.fail_next(503, count=10)
+    with pytest.raises(PaymentError, match="unavailable") as unavailable:
+        await CallLifecycle(runtime).open("demo", "brad", "inbound")
+    assert unavailable.value.retryable
+
+
+async def test_a_transient_stripe_error_is_retried_with_the_same_key(runtime, stripe_fake):
+    await _with_card(runtime)
+    stripe_fake.fail_next(503, count=1)
+    lifecycle = CallLifecycle(runtime)
+    allowance, session = await _call(runtime, lifecycle, 100)
+    keys = {key for method, path, _, key in stripe_fake.requests if path == "/v1/payment_intents"}
+    assert keys == {f"call-{allowance.call_id}-authorize"} and len(stripe_fake.intents) == 1
+    await lifecycle.end(session, reason="caller_hung_up")
+
+
+async def test_a_capture_that_fails_is_captured_once_by_reconciliation(runtime, stripe_fake):
+    await _with_card(runtime)
+    lifecycle = CallLifecycle(runtime)
+    allowance, session = await _call(runtime, lifecycle, 1000)
+    stripe_fake.fail_next(500, count=3)  # the SDK's own retries all fail: Stripe is down at the end of the call
+    final = await lifecycle.end(session, reason="caller_hung_up")
+    assert stripe_fake.captures == []
+    assert (await runtime.calls.get(allowance.call_id))["payment_status"] == "capture_pending"
+    restarted = CallLifecycle(runtime)
+    await restarted.reconcile()
+    await restarted.reconcile()
+    assert stripe_fake.captures == [(next(iter(stripe_fake.intents)), final.amount_charged_micros // 10_000)]
+    assert (await runtime.calls.get(allowance.call_id))["payment_status"] == "captured"
+
+
+async def test_payments_off_charges_nothing(runtime):
+    assert not runtime.settings.payments_enabled
+    lifecycle = CallLifecycle(runtime)
+    allowance, session = await _call(runtime, lifecycle, 1000)
+    final = await lifecycle.end(session, reason="caller_hung_up")
+    assert final.total_micros > 0 and final.amount_charged_micros == 0
+    assert (await runtime.calls.get(allowance.call_id))["payment_status"] is None
