@@ -196,8 +196,13 @@ class BudgetManager:
         user = await self.users.get_user(user_id)
         if user is None:
             raise LookupError(f"unknown user {user_id}")
-        zone = ZoneInfo(user["time_zone"] or "UTC")
-        local = (now or dt.datetime.now(dt.timezone.utc)).astimezone(zone)
-        day = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        month = day.replace(day=1)
-        return day.astimezone(dt.timezone.utc), month.astimezone(dt.timezone.utc)
+        return budget_windows(user["time_zone"], now)
+
+
+def budget_windows(time_zone: str | None, now: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
+    """(start of today, start of this month) in the user's time zone, as UTC instants."""
+    zone = ZoneInfo(time_zone or "UTC")
+    local = (now or dt.datetime.now(dt.timezone.utc)).astimezone(zone)
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    month = day.replace(day=1)
+    return day.astimezone(dt.timezone.utc), month.astimezone(dt.timezone.utc)

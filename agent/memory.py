@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from storage.memory import MemoryStore
 
@@ -76,6 +76,17 @@ class Storyline(BaseModel):
     updated_at: dt.datetime | None = None
 
 
+class MemoryPreferences(BaseModel):
+    """What the user lets a persona remember (stored as `memory_config`); typed so a bad value
+    is refused when it is set, not when the next call's prompt is built."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    remember_facts: StrictBool = True
+    remember_calls: StrictBool = True
+    excluded_categories: list[FactCategory] = Field(default_factory=list, max_length=len(FactCategory))
+
+
 class RelationshipUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -89,7 +100,9 @@ class RelationshipUpdate(BaseModel):
         allowed = {"remember_facts", "remember_calls", "excluded_categories"}
         if value is not None and set(value) - allowed:
             raise ValueError(f"unknown memory options {sorted(set(value) - allowed)}; allowed: {sorted(allowed)}")
-        return value
+        if value is None:  # "no preferences" is the defaults, never a NULL in the database
+            return {}
+        return MemoryPreferences.model_validate(value).model_dump(mode="json", exclude_unset=True)
 
 
 @dataclass

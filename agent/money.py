@@ -42,3 +42,22 @@ def format_usd(micros: int) -> str:
     cents = to_cents(micros)
     dollars, rest = divmod(cents, 100)
     return f"${dollars}" if rest == 0 else f"${dollars}.{rest:02d}"
+
+
+def usd(micros: int) -> str:
+    """How the API shows an amount: exact decimal dollars, two to six decimals ("7.50", "0.000350" -> "0.00035").
+
+    A string, not a JSON number, so no client parses it into a float and loses the micro-dollars.
+    """
+    sign = "-" if micros < 0 else ""
+    dollars, rest = divmod(abs(int(micros)), MICROS_PER_DOLLAR)
+    fraction = f"{rest:06d}".rstrip("0").ljust(2, "0")
+    return f"{sign}{dollars}.{fraction}"
+
+
+def parse_usd(text: str) -> int:
+    """An API amount ("10", "7.5", "0.000350") to micro-dollars; more than six decimals is an error, not a rounding."""
+    micros = Decimal(text) * MICROS_PER_DOLLAR
+    if micros != micros.to_integral_value():
+        raise ValueError(f"{text!r} has more than six decimals")
+    return int(micros)
