@@ -122,7 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.runtime = runtime
         app.state.lifecycle = CallLifecycle(runtime)
         app.state.twilio = Twilio(settings)
-        reconciler = asyncio.create_task(_reconcile_forever(app.state.lifecycle))
+        reconciler = asyncio.create_task(_reconcile_forever(app.state.lifecycle, settings.reconcile_interval_secs))
         try:
             yield
         finally:
@@ -192,8 +192,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             allowance = await request.app.state.lifecycle.open(user["id"], persona["id"], "inbound",
                                                                twilio_call_sid=call.CallSid)
-        except BudgetRefused as refused:
+        except (BudgetRefused, PaymentError) as refused:
             return say_and_hang_up(refused.message)
+        except Exception as exc:  # the database or another dependency is down: no call, and say so
+            logger.error(f"inbound call {call.CallSid} could not start: {exc!r}")
+            return say_and_hang_up("Sorry, we can't take your call right now. Please try again in a few minutes.")
         return connect_twiml(request, allowance.call_id)
 
     @app.post("/twilio/outbound/{call_id}", tags=["twilio"], summary="TwiML for a call we placed (signed)",

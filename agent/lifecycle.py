@@ -33,9 +33,6 @@ from agent.telephony import Twilio, time_limit_for
 from agent.transcript import Transcript
 from storage.util import utcnow
 
-STALE_AFTER = dt.timedelta(seconds=60)
-
-
 @dataclass
 class CallSession:
     """Everything a live call carries: who, what it may spend, its prompt and its ledger."""
@@ -62,12 +59,13 @@ class CallSession:
 
 
 class CallLifecycle:
-    def __init__(self, runtime: Runtime, *, carrier_wait_secs: float = 3.0, extraction_timeout: float = 20.0,
+    def __init__(self, runtime: Runtime, *, carrier_wait_secs: float = 3.0,
                  billing: Billing | None = None, extractor: MemoryExtractor | None = None) -> None:
         self.rt = runtime
         self.carrier_wait_secs = carrier_wait_secs
         self.billing = billing or Billing(runtime.settings)
-        self.extractor = extractor or MemoryExtractor(runtime.settings, timeout=extraction_timeout)
+        self.extractor = extractor or MemoryExtractor(runtime.settings,
+                                                      timeout=runtime.settings.extraction_timeout_secs)
         self.live: dict[str, CallSession] = {}  # this process's calls, for live views
         self._background: set[asyncio.Task] = set()
 
@@ -274,11 +272,12 @@ class CallLifecycle:
             await self.rt.calls.update(call["id"], duration_seconds=int(seconds))
         return True
 
-    async def reconcile(self, *, stale_after: dt.timedelta = STALE_AFTER) -> list[str]:
+    async def reconcile(self, *, stale_after: dt.timedelta | None = None) -> list[str]:
         """Finish what a dead process left: abandoned calls, uncaptured payments, missing memories.
 
         Returns the ids of the abandoned calls it finalised.
         """
+        stale_after = stale_after or dt.timedelta(seconds=self.rt.settings.stale_call_secs)
         done = []
         for call in await self.rt.calls.abandoned(utcnow() - stale_after):
             if call["id"] in self.live:

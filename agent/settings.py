@@ -56,11 +56,19 @@ class Settings(BaseSettings):
     elevenlabs_model: str = "eleven_flash_v2_5"
     llm_timeout_secs: float = Field(8.0, gt=0)
 
+    # Local LLM: any OpenAI-compatible server (llama.cpp, Ollama), used when no vendor LLM key is set
+    llm_base_url: str = ""
+    llm_model: str = ""
+    llm_api_key: str = ""
+
     # Books and memory
     prices_file: Path | None = None
     prompt_token_budget: int = Field(4300, ge=200)
     memory_load_timeout_secs: float = Field(1.5, gt=0)
     cost_flush_interval_secs: float = Field(1.0, gt=0)
+    stale_call_secs: float = Field(60.0, gt=0)  # a live call silent this long belongs to a dead process
+    reconcile_interval_secs: float = Field(60.0, gt=0)
+    extraction_timeout_secs: float = Field(20.0, gt=0)
 
     @field_validator("public_base_url")
     @classmethod
@@ -70,8 +78,18 @@ class Settings(BaseSettings):
             raise ValueError("PUBLIC_BASE_URL must start with https:// (or http:// for local tests)")
         return value
 
+    @field_validator("llm_base_url")
+    @classmethod
+    def _llm_url(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("LLM_BASE_URL must be an http(s) URL of an OpenAI-compatible API, e.g. .../v1")
+        return value
+
     @model_validator(mode="after")
     def _coherent(self) -> "Settings":
+        if self.llm_base_url and not self.llm_model:
+            raise ValueError("LLM_MODEL is required with LLM_BASE_URL: the model name your local server serves")
         if bool(self.twilio_account_sid) != bool(self.twilio_auth_token):
             raise ValueError("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set together")
         if self.twilio_account_sid and not self.twilio_account_sid.startswith("AC"):
