@@ -51,7 +51,7 @@ async def call_cost(lifecycle: CallLifecycle, call: dict[str, Any]) -> CallCostO
     limit = int(call["reserved_micros"])
     base = {"call_id": call["id"], "limit_usd": usd(limit), "limit_kind": call["limit_kind"], "as_of": _now()}
     session = lifecycle.live.get(call["id"])
-    if session is not None:
+    if session is not None and call["status"] != "ended":  # (a session whose books just closed is not live)
         tracker = session.tracker
         provisional = tracker.provisional_duration_micros()
         subtotal = tracker.subtotal_micros + provisional

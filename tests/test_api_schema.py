@@ -12,6 +12,7 @@ tests/test_api_access.py's). Twilio is the REST fake, so "call me back" dials.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -60,10 +61,11 @@ def server():
         CONFIG.twilio_api_base_url = fake.http_url
         CONFIG.public_base_url = served.http_url
         yield served
+    shutil.rmtree(DATA, ignore_errors=True)
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None,
+@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,  # no .hypothesis/ in the tree
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.filter_too_much])
 def test_api_conforms_to_its_openapi_document(case, server):
