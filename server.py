@@ -372,15 +372,7 @@ def _refined_openapi(app: FastAPI, settings: Settings) -> Callable[[], dict[str,
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             doc = generate()
-            prices = settings.price_book
-            priced = {
-                "llm_model": sorted({r.model for r in prices.all_rates() if (r.vendor, r.product) == ("cerebras", "llm")
-                                     and prices.has("cerebras", "llm", r.model, "input_token")
-                                     and prices.has("cerebras", "llm", r.model, "output_token")}),
-                "tts_model": sorted({r.model for r in prices.all_rates() if (r.vendor, r.product, r.unit)
-                                     == ("elevenlabs", "tts", "character") and prices.has("elevenlabs", "tts", r.model,
-                                                                                           "character")}),
-            }
+            priced = accounts.priced_models(settings.price_book)
             for name in ("PersonaCreate", "PersonaPatch"):
                 properties = doc["components"]["schemas"][name]["properties"]
                 for field, models in priced.items():

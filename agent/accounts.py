@@ -19,7 +19,7 @@ from agent.api_models import PersonaCreate, PersonaOut, TokenOut, UserIn, UserOu
 from agent.auth import mint_user_token, token_expiry
 from agent.errors import Conflict, InvalidInput, NotFound
 from agent.personas import Persona, PersonaIn
-from agent.pricing import UnknownPriceError
+from agent.pricing import PriceBook, UnknownPriceError
 from agent.runtime import Runtime
 
 TOKEN_TTL = dt.timedelta(days=30)
@@ -82,18 +82,30 @@ async def user_token(rt: Runtime, user_id: str) -> TokenOut:
     return TokenOut(token=token, user_id=user_id, expires_at=token_expiry(token))
 
 
+# What each persona model field is billed as: the pipeline prices a persona's LLM as Cerebras
+# (with OpenAI as fallback at the server's own model) and its voice as ElevenLabs.
+MODEL_RATES = {
+    "llm_model": [("cerebras", "llm", "input_token"), ("cerebras", "llm", "output_token")],
+    "tts_model": [("elevenlabs", "tts", "character")],
+}
+
+
+def priced_models(prices: PriceBook) -> dict[str, list[str]]:
+    """For each persona model field, the models this price book can bill (the only ones allowed)."""
+    return {field: sorted({r.model for r in prices.all_rates()
+                           if all(prices.has(vendor, product, r.model, unit) for vendor, product, unit in rates)})
+            for field, rates in MODEL_RATES.items()}
+
+
 def _require_prices(rt: Runtime, persona: PersonaIn) -> None:
-    """Each model the persona names must be priced (the models the pipeline will bill it under)."""
-    checks = []
-    if persona.llm_model:
-        checks += [("llm_model", ("cerebras", "llm", persona.llm_model, unit)) for unit in ("input_token", "output_token")]
-    if persona.tts_model:
-        checks.append(("tts_model", ("elevenlabs", "tts", persona.tts_model, "character")))
-    for field, requirement in checks:
-        try:
-            rt.prices.rate(*requirement)
-        except UnknownPriceError as exc:
-            raise InvalidInput.at(("body", field), str(exc), "unknown_price") from None
+    """Each model the persona names must be priced, or the persona is refused (422), never billed at zero."""
+    for field, rates in MODEL_RATES.items():
+        model = getattr(persona, field)
+        for vendor, product, unit in rates if model else ():
+            try:
+                rt.prices.rate(vendor, product, model, unit)
+            except UnknownPriceError as exc:
+                raise InvalidInput.at(("body", field), str(exc), "unknown_price") from None
 
 
 async def _save_persona(rt: Runtime, persona: PersonaIn) -> PersonaOut:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from agent.money import usd
+from server import create_app
 from tests.api_client import Api, api  # noqa: F401  (fixture)
 from tests.fakes import ServedApp, TwilioRestFake
 
@@ -161,3 +163,18 @@ async def test_call_me_back_dials_and_refuses_what_the_budget_cannot_cover(api: 
         unknown = await api.client.post("/api/calls", headers=api.user(), json={"persona_id": "nobody"})
         assert unknown.status_code == 404
         assert len(fake.created_calls) == 1
+
+
+async def test_call_me_back_without_a_card_is_refused_when_payments_are_on(settings):
+    """With payments on, the card is held before dialling; no card on file is a 402 that says so."""
+    paying = settings.model_copy(update={
+        "stripe_secret_key": "sk_test_api", "twilio_account_sid": AC, "twilio_auth_token": TOKEN,
+        "twilio_api_base_url": "http://127.0.0.1:9", "public_base_url": "https://calls.example.test"})
+    app = create_app(paying)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as client:
+            api = Api(app, client, paying)
+            refused = await client.post("/api/calls", headers=api.user(), json={"persona_id": "brad"})
+            assert refused.status_code == 402 and "no card on file" in refused.json()["detail"]
+            calls, total = await api.rt.calls.list_for_user("demo")
+            assert total == 1 and calls[0]["status"] == "ended" and calls[0]["end_reason"] == "payment_failed"
