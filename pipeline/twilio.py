@@ -23,12 +23,16 @@ class CallMeBackTwilioSerializer(TwilioFrameSerializer):
 
     async def deserialize(self, data: str | bytes) -> Frame | None:
         try:
-            message = json.loads(data)
+            # Media (50 a second) and DTMF: Pipecat's own parse is the only one on the audio path.
+            frame = await super().deserialize(data)
+            if frame is not None:
+                return frame
+            message = json.loads(data)  # anything else, marks included, is rare
             if not isinstance(message, dict):
                 raise ValueError("not a JSON object")
             if message.get("event") == "mark":
                 return PlaybackMarkFrame(str(message.get("mark", {}).get("name", "")))
-            return await super().deserialize(data)
+            return None
         except Exception as exc:
             logger.warning(f"skipping malformed Twilio message ({exc.__class__.__name__}: {exc}): {str(data)[:120]!r}")
             return None
