@@ -15,16 +15,20 @@ from collections.abc import AsyncIterable, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Annotated, Any, AsyncIterator
 
+from pathlib import Path as Path_
+
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, WebSocket
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from loguru import logger
 from pipecat.pipeline.worker import PipelineWorker
 from pipecat.runner.utils import parse_telephony_websocket
 from pipecat.serializers.twilio import TwilioFrameSerializer
+from pipecat.transports.smallwebrtc.request_handler import IceCandidate, SmallWebRTCPatchRequest, SmallWebRTCRequest
 from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -62,12 +66,13 @@ from agent.api_models import (
     UserOut,
     UserPatch,
 )
-from agent.auth import InvalidToken, admin_token_valid, verify_user_token
+from agent.auth import InvalidToken, admin_token_valid, mint_user_token, verify_user_token
 from agent.budget_view import change_budget, read_budget
 from agent.billing import PaymentError
 from agent.budgets import BudgetRefused
 from agent.call_costs import call_cost, call_cost_events, cost_updates
 from agent.cost_summary import cost_summary
+from agent.engines import engines
 from agent.errors import Conflict, InvalidInput, NotFound
 from agent.lifecycle import CallLifecycle, DialError, MissingPhoneNumber, TelephonyNotConfigured, place_outbound_call
 from agent.live_calls import end_call, live_calls
@@ -82,6 +87,7 @@ from agent.settings import Settings, load_settings
 from agent.telephony import Twilio
 from pipeline.call import run_call
 from pipeline.twilio import CallMeBackTwilioSerializer
+from pipeline.webrtc import WebRTCRoom
 
 TWILIO_RATE = 8000
 
@@ -122,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.runtime = runtime
         app.state.lifecycle = CallLifecycle(runtime)
         app.state.twilio = Twilio(settings)
+        app.state.room = WebRTCRoom(app.state.lifecycle, settings)
         reconciler = asyncio.create_task(_reconcile_forever(app.state.lifecycle, settings.reconcile_interval_secs))
         try:
             yield
@@ -129,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             reconciler.cancel()
             with suppress(asyncio.CancelledError):
                 await reconciler
+            await app.state.room.close()
             await app.state.lifecycle.end_all("server_shutdown")
             await runtime.close()
 
@@ -139,6 +147,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(user_api)
     app.include_router(admin_api)
     app.include_router(ops_api)
+    app.include_router(room_api)
+    app.mount("/room/static", StaticFiles(directory=WEB_DIR), name="room-static")
 
     @app.get("/healthz", tags=["ops"], response_model=HealthOut,
              responses={503: {"model": HealthOut, "description": "The database is unreachable"}})
@@ -661,6 +671,115 @@ ops_api = APIRouter(tags=["ops"])
                               "description": "Prometheus text format"}})
 async def metrics(lifecycle: Lifecycle) -> Response:
     return Response(await render_metrics(lifecycle), media_type=METRICS_CONTENT_TYPE)
+
+
+# -- the WebRTC test room ---------------------------------------------------------
+
+WEB_DIR = Path_(__file__).parent / "web" / "static"
+room_api = APIRouter(tags=["room"])
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+async def room_access(request: Request, rt: Rt,
+                      creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_admin_bearer)]) -> None:
+    """Open to this machine on a server that is not public; the operator's token otherwise."""
+    if not rt.settings.public_base_url and request.client and request.client.host in _LOOPBACK:
+        return
+    await require_admin(rt, creds)
+
+
+class RoomTokenIn(BaseModel):
+    user_id: str = Field(pattern=ID_PATTERN, examples=["demo"])
+
+
+class RoomStartIn(BaseModel):
+    """What the Pipecat client posts to /start; our fields ride in `body`."""
+
+    body: dict[str, Any] = Field(default_factory=dict, examples=[{"persona_id": "brad"}])
+
+
+class OfferIn(BaseModel):
+    sdp: str = Field(min_length=1, max_length=100_000)
+    type: str = Field(pattern="^(offer|answer)$")
+    pc_id: str | None = None
+    restart_pc: bool | None = None
+    requestData: dict[str, Any] | None = None
+
+
+class IceCandidateIn(BaseModel):
+    candidate: str
+    sdp_mid: str
+    sdp_mline_index: int
+
+
+class PatchIn(BaseModel):
+    pc_id: str
+    candidates: list[IceCandidateIn]
+
+
+@room_api.get("/", include_in_schema=False)
+async def root() -> RedirectResponse:
+    return RedirectResponse("/room/")
+
+
+@room_api.get("/room/", include_in_schema=False)
+async def room_page() -> FileResponse:
+    return FileResponse(WEB_DIR / "index.html")
+
+
+@room_api.get("/room/{page}.html", include_in_schema=False)
+async def room_pages(page: Annotated[str, Path(pattern="^(budget|costs)$")]) -> FileResponse:
+    return FileResponse(WEB_DIR / f"{page}.html")
+
+
+@room_api.get("/room/config", dependencies=[Depends(room_access)], summary="Users, personas and engines for the room")
+async def room_config(rt: Rt) -> dict[str, Any]:
+    users = [{"id": u["id"], "display_name": u["display_name"]} for u in await rt.users.list_users()]
+    personas = [{"id": p["id"], "name": p["name"]} for p in await rt.users.list_personas()]
+    return {"public": bool(rt.settings.public_base_url), "users": users, "personas": personas,
+            "engines": engines(rt.settings)}
+
+
+@room_api.post("/room/token", dependencies=[Depends(room_access)], responses=_errors(404),
+               summary="A user token for the room (this machine, or the operator)")
+async def room_token(rt: Rt, body: RoomTokenIn) -> dict[str, str]:
+    if await rt.users.get_user(body.user_id) is None:
+        raise HTTPException(404, f"no user {body.user_id!r}")
+    return {"token": mint_user_token(body.user_id, rt.settings.jwt_secret), "user_id": body.user_id}
+
+
+@room_api.post("/start", responses=_errors(402, 404), summary="Start a room call (Pipecat client convention)")
+async def room_start(rt: Rt, lifecycle: Lifecycle, user: User, body: RoomStartIn) -> dict[str, Any]:
+    persona_id = str(body.body.get("persona_id") or "")
+    if await rt.users.get_persona(persona_id) is None:
+        raise HTTPException(404, f"no persona {persona_id!r}")
+    allowance = await lifecycle.open(user["id"], persona_id, "webrtc")
+    return {"sessionId": allowance.call_id, "iceConfig": {"iceServers": []}}
+
+
+async def _room_call(rt: Rt, call_id: str) -> None:
+    call = await rt.calls.get(call_id)
+    if call is None or call["direction"] != "webrtc" or call["status"] != "created":
+        raise HTTPException(404, "no room call waiting for this session")
+
+
+@room_api.post("/sessions/{session_id}/api/offer", responses=_errors(404), summary="WebRTC offer for a room call")
+async def room_offer(request: Request, rt: Rt, session_id: CallIdPath, body: OfferIn) -> dict[str, Any]:
+    room: WebRTCRoom = request.app.state.room
+    if body.pc_id is None:  # a renegotiation of a running call carries its pc_id
+        await _room_call(rt, session_id)
+    return await room.offer(session_id, SmallWebRTCRequest(
+        sdp=body.sdp, type=body.type, pc_id=body.pc_id, restart_pc=body.restart_pc, request_data=body.requestData))
+
+
+@room_api.patch("/sessions/{session_id}/api/offer", status_code=204, response_class=Response,
+                summary="Trickle ICE candidates for a room call")
+async def room_ice(request: Request, session_id: CallIdPath, body: PatchIn) -> Response:
+    room: WebRTCRoom = request.app.state.room
+    await room.patch(SmallWebRTCPatchRequest(pc_id=body.pc_id, candidates=[
+        IceCandidate(candidate=c.candidate, sdp_mid=c.sdp_mid, sdp_mline_index=c.sdp_mline_index)
+        for c in body.candidates]))
+    return Response(status_code=204)
 
 
 async def _reconcile_forever(lifecycle: CallLifecycle, every: float = 60.0) -> None:

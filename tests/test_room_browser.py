@@ -1,0 +1,54 @@
+"""A real browser in the test room: headless Chromium with a fake microphone fed from a WAV."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.phone_rig import DATA
+from tests.test_webrtc_room import RoomRig
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+
+
+def _browser_wav(tmp_path: Path) -> Path:
+    """Chromium's fake microphone wants 16-bit PCM; pad with silence so the persona has time to answer."""
+    path = tmp_path / "mic.wav"
+    subprocess.run(["sox", str(DATA / "hello.wav"), "-r", "48000", "-c", "1", "-b", "16", str(path),
+                    "pad", "1", "20"], check=True)
+    return path
+
+
+async def test_the_room_shows_the_transcript_and_a_running_cost(tmp_path):
+    from playwright.async_api import async_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with RoomRig(tmp_path, ["Hi Brad, how are you doing today?"], ["Hey there, browser friend!"]) as rig:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={_browser_wav(tmp_path)}"])
+            page = await browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: print("console:", m.type, m.text))
+            await page.goto(f"{rig.server.http_url}/room/")
+            await page.select_option("#persona", "brad")
+            await page.click("#connect")
+            await page.wait_for_selector(".turn.user", timeout=30_000)
+            await page.wait_for_selector(".turn.bot", timeout=30_000)
+            await page.wait_for_function("document.getElementById('total').textContent !== '$0.00'",
+                                         timeout=15_000)
+            await page.screenshot(path=str(ARTIFACTS / "room.png"), full_page=True)
+            user_text = await page.inner_text(".turn.user")
+            total = await page.inner_text("#total")
+            await page.click("#hangup")
+            await browser.close()
+    assert "how are you doing today" in user_text.lower()
+    assert total.startswith("$") and float(total[1:]) > 0
+    assert errors == []

@@ -1,0 +1,115 @@
+"""The test room: a real WebRTC client (aiortc) talks to the room's endpoints on loopback."""
+
+import asyncio
+from contextlib import ExitStack
+
+import httpx
+import numpy as np
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaPlayer
+
+from agent.settings import Settings
+from server import create_app
+from storage.calls import CallStore
+from storage.db import Database
+from tests.fakes import DeepgramFake, ElevenLabsFake, OpenAIFake, ServedApp
+from tests.phone_rig import DATA
+
+
+class RoomRig:
+    """Our server with the vendors' fakes, as a developer's machine runs it (no Twilio, not public)."""
+
+    def __init__(self, tmp_path, transcripts, replies):
+        self.tmp = tmp_path
+        self.deepgram = DeepgramFake(transcripts, inaudible=None)
+        self.cerebras = OpenAIFake(replies, default_reply="Nice!")
+        self.elevenlabs = ElevenLabsFake(ms_per_char=10)
+        self._stack = ExitStack()
+
+    def __enter__(self):
+        dg, llm, tts, fallback = (self._stack.enter_context(ServedApp(f.app)) for f in (
+            self.deepgram, self.cerebras, self.elevenlabs, OpenAIFake()))
+        self.settings = Settings(
+            _env_file=None, data_dir=self.tmp, database_url=f"sqlite:///{self.tmp / 'room.db'}",
+            deepgram_api_key="test-key", deepgram_base_url=dg.ws_url,
+            cerebras_api_key="test-key", cerebras_base_url=f"{llm.http_url}/v1",
+            openai_api_key="test-key", openai_base_url=f"{fallback.http_url}/v1",
+            elevenlabs_api_key="test-key", elevenlabs_base_url=tts.ws_url, cost_flush_interval_secs=0.2)
+        self.server = self._stack.enter_context(ServedApp(create_app(self.settings), lifespan="on"))
+        self.calls = CallStore(Database(self.settings.effective_database_url))
+        return self
+
+    def __exit__(self, *exc):
+        self._stack.close()
+
+
+async def _heard_energy(track, seconds: float) -> float:
+    """Peak RMS of what the browser would play, over `seconds`."""
+    peak, deadline = 0.0, asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            frame = await asyncio.wait_for(track.recv(), 1.0)
+        except asyncio.TimeoutError:
+            continue
+        samples = frame.to_ndarray().astype(np.float64)
+        peak = max(peak, float(np.sqrt(np.mean(samples**2))) if samples.size else 0.0)
+    return peak
+
+
+async def test_a_browser_talks_to_a_persona_and_the_ledger_is_written(tmp_path):
+    with RoomRig(tmp_path, ["Hi Brad, how are you doing today?"], ["Hey! Doing great in the browser."]) as rig:
+        async with httpx.AsyncClient(base_url=rig.server.http_url) as http:
+            config = (await http.get("/room/config")).json()
+            assert {"brad", "maya"} <= {p["id"] for p in config["personas"]}
+            assert config["engines"]["stt"] == "deepgram"
+            token = (await http.post("/room/token", json={"user_id": "demo"})).json()["token"]
+            started = await http.post("/start", json={"body": {"persona_id": "brad"}},
+                                      headers={"Authorization": f"Bearer {token}"})
+            assert started.status_code == 200, started.text
+            call_id = started.json()["sessionId"]
+
+            pc = RTCPeerConnection()
+            player = MediaPlayer(str(DATA / "hello.wav"))
+            pc.addTrack(player.audio)
+            heard: list = []
+            pc.on("track", lambda track: heard.append(track))
+            await pc.setLocalDescription(await pc.createOffer())
+            answer = await http.post(f"/sessions/{call_id}/api/offer",
+                                     json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+            assert answer.status_code == 200, answer.text
+            await pc.setRemoteDescription(RTCSessionDescription(**{k: answer.json()[k] for k in ("sdp", "type")}))
+
+            for _ in range(100):
+                if heard:
+                    break
+                await asyncio.sleep(0.1)
+            energy = await _heard_energy(heard[0], 8.0)
+            for _ in range(100):
+                if any("Doing great in the browser" in t for t in rig.elevenlabs.texts):
+                    break
+                await asyncio.sleep(0.1)
+            assert any("Doing great in the browser" in t for t in rig.elevenlabs.texts)
+            assert energy > 100  # the persona's voice reached the browser
+            await pc.close()
+
+            for _ in range(100):
+                call = await rig.calls.get(call_id)
+                if call["status"] == "ended":
+                    break
+                await asyncio.sleep(0.2)
+            assert call["status"] == "ended" and call["direction"] == "webrtc"
+            events = await rig.calls.events(call_id)
+            assert {e["service"] for e in events} >= {"stt", "llm", "tts"}
+            assert "twilio" not in {e["service"] for e in events}  # no carrier minutes in the browser
+            assert ("user", "Hi Brad, how are you doing today?") in [(t["role"], t["text"]) for t in call["transcript"]]
+
+
+async def test_the_room_refuses_strangers_when_public(tmp_path):
+    with RoomRig(tmp_path, [], []) as rig:
+        rig.settings.public_base_url = "https://calls.example.test"
+        async with httpx.AsyncClient(base_url=rig.server.http_url) as http:
+            assert (await http.get("/room/config")).status_code == 401
+            assert (await http.post("/room/token", json={"user_id": "demo"})).status_code == 401
+            assert (await http.post("/start", json={"body": {"persona_id": "brad"}})).status_code == 401
+            admin = {"Authorization": f"Bearer {rig.settings.admin_token}"}
+            assert (await http.get("/room/config", headers=admin)).status_code == 200

@@ -1,0 +1,147 @@
+// The test room: talk to a persona over Pipecat's SmallWebRTC transport and watch the call's books.
+import { PipecatClient } from "@pipecat-ai/client-js";
+import { SmallWebRTCTransport, WavMediaManager } from "@pipecat-ai/small-webrtc-transport";
+import { api, bars, roomConfig, signIn, SERVICE_COLOURS, usd } from "../static/common.js";
+
+const $ = (id) => document.getElementById(id);
+let client = null;
+let callId = null;
+let costTimer = null;
+let config = null;
+
+function say(role, text) {
+  const last = $("transcript").lastElementChild;
+  if (role === "bot" && last?.classList.contains("bot")) {
+    last.textContent += ` ${text}`; // the persona's sentences of one turn share a bubble
+    return;
+  }
+  const line = document.createElement("div");
+  line.className = `turn ${role}`;
+  line.textContent = text;
+  $("transcript").append(line);
+  $("transcript").scrollTop = $("transcript").scrollHeight;
+}
+
+function status(text) {
+  $("status").textContent = text;
+}
+
+async function showCost() {
+  if (!callId) return;
+  const cost = await api(`/calls/${callId}/cost`);
+  $("total").textContent = usd(cost.total_usd);
+  $("limit").textContent = `of ${usd(cost.limit_usd)} (${cost.limit_kind ?? "call"} limit)`;
+  const pct = Math.min(cost.used_pct, 100);
+  $("budget-fill").style.width = `${pct}%`;
+  const threshold = config.budget.warning_threshold_pct;
+  $("budget-marker").style.left = `${threshold}%`;
+  $("budget-bar").className = pct >= 100 ? "budget cutoff" : pct >= threshold ? "budget warn" : "budget";
+  $("budget-state").textContent = pct >= 100 ? "Cut off: the persona says goodbye" :
+    pct >= threshold ? `Warning spoken at ${threshold}%` : `${pct.toFixed(1)}% used`;
+  bars($("services"), Object.entries(cost.services).map(([s, v]) => [s, v.cost_usd]),
+    { colour: (s) => SERVICE_COLOURS[s] ?? "#999" });
+  if (!cost.live && costTimer) {
+    clearInterval(costTimer);
+    costTimer = null;
+    await showMemories();
+  }
+}
+
+async function showMemories() {
+  const personaId = $("persona").value;
+  const memories = await api(`/personas/${personaId}/memories`);
+  const list = $("memories");
+  list.replaceChildren();
+  for (const [category, facts] of Object.entries(memories.facts)) {
+    for (const fact of facts) {
+      const item = document.createElement("li");
+      item.innerHTML = `<span class="cat"></span> <b></b>: <span class="val"></span> <button>Delete</button>`;
+      item.querySelector(".cat").textContent = category.replace("_", " ");
+      item.querySelector("b").textContent = fact.key;
+      item.querySelector(".val").textContent = fact.value;
+      item.querySelector("button").onclick = async () => {
+        await api(`/personas/${personaId}/memories/${encodeURIComponent(fact.key)}?category=${category}`,
+          { method: "DELETE" });
+        await showMemories();
+      };
+      list.append(item);
+    }
+  }
+  for (const call of memories.recent_calls.slice(0, 3)) {
+    const item = document.createElement("li");
+    item.className = "summary";
+    item.textContent = `Call: ${call.summary}`;
+    list.append(item);
+  }
+  if (!list.children.length) list.textContent = "Nothing yet: talk a little, then hang up.";
+}
+
+async function connect() {
+  $("connect").disabled = true;
+  $("transcript").replaceChildren();
+  await signIn($("user").value);
+  config.budget = await api("/user/budget");
+  status("Connecting…");
+  client = new PipecatClient({
+    // The Wav media manager uses the browser's own microphone APIs; the default one loads a remote
+    // bundle, which a machine without internet (or a privacy-minded user) cannot fetch.
+    transport: new SmallWebRTCTransport({ mediaManager: new WavMediaManager() }),
+    enableMic: true,
+    enableCam: false,
+    callbacks: {
+      onConnected: () => status("Connected: say hello"),
+      onTrackStarted: (track, participant) => {
+        if (track.kind === "audio" && !participant?.local) {
+          $("bot-audio").srcObject = new MediaStream([track]);
+          $("bot-audio").play().catch(() => {});
+        }
+      },
+      onDisconnected: () => {
+        status("Call ended");
+        $("connect").disabled = false;
+        $("hangup").disabled = true;
+        setTimeout(showCost, 1500);
+      },
+      onUserTranscript: (data) => data.final && say("user", data.text),
+      // Each sentence arrives as "new", then as spoken progress: show it once.
+      onBotOutput: (data) => data.aggregated_by !== "word" && (data.spoken_status ?? "new") === "new"
+        && say("bot", data.text),
+      onError: (message) => status(`Error: ${JSON.stringify(message.data ?? message)}`),
+    },
+  });
+  const started = await fetch("/start", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${sessionStorage.getItem("cmb.token")}` },
+    body: JSON.stringify({ body: { persona_id: $("persona").value } }),
+  });
+  const session = await started.json();
+  if (!started.ok) {
+    status(`Could not start: ${JSON.stringify(session.detail ?? session)}`);
+    $("connect").disabled = false;
+    return;
+  }
+  callId = session.sessionId;
+  $("call-id").textContent = callId;
+  await client.connect({ webrtcRequestParams: { endpoint: `/sessions/${callId}/api/offer` } });
+  $("hangup").disabled = false;
+  costTimer = setInterval(() => showCost().catch(() => {}), 1000);
+}
+
+async function hangUp() {
+  await client?.disconnect();
+}
+
+async function main() {
+  config = await roomConfig();
+  for (const user of config.users) $("user").add(new Option(`${user.display_name || user.id}`, user.id));
+  for (const persona of config.personas) $("persona").add(new Option(persona.name, persona.id));
+  $("engines").textContent = Object.entries(config.engines).map(([k, v]) => `${k}: ${v}`).join(" · ");
+  $("connect").onclick = () => connect().catch((e) => { status(String(e)); $("connect").disabled = false; });
+  $("hangup").onclick = hangUp;
+  $("persona").onchange = () => signIn($("user").value).then(showMemories);
+  $("user").onchange = () => signIn($("user").value).then(showMemories);
+  await signIn($("user").value);
+  await showMemories();
+}
+
+main().catch((e) => status(String(e)));
