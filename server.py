@@ -87,6 +87,7 @@ from agent.settings import Settings, load_settings
 from agent.telephony import Twilio
 from pipeline.call import run_call
 from pipeline.twilio import CallMeBackTwilioSerializer
+from pipeline.local_engines import prepare_local_engines
 from pipeline.webrtc import WebRTCRoom
 
 TWILIO_RATE = 8000
@@ -676,7 +677,7 @@ async def metrics(lifecycle: Lifecycle) -> Response:
 # -- the WebRTC test room ---------------------------------------------------------
 
 WEB_DIR = Path_(__file__).parent / "web" / "static"
-room_api = APIRouter(tags=["room"])
+room_api = APIRouter(tags=["room"], responses=_errors(400, 401, 403, 404))
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
@@ -802,6 +803,12 @@ def main() -> None:
         raise SystemExit(2) from None
     logger.remove()
     logger.add(sys.stderr, level=settings.log_level)
+    try:  # the embedded default's engines, ready before the first call rather than during it
+        in_use = prepare_local_engines(settings)
+    except Exception as exc:
+        print(f"Local engines could not be prepared: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logger.info(f"engines: {in_use}")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
 
 

@@ -14,10 +14,14 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 
+import httpx
 from loguru import logger
 from openai import AsyncOpenAI
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent.costs import Source
+from agent.engines import vendor_llms
+from agent.local_llm import SCRIPT_MODEL, script_client_transport
 from agent.memory import CallSummary, Fact, FactCategory, MemorySnapshot, PersonaRelationshipManager, Storyline
 from agent.settings import Settings
 from agent.transcript import Turn
@@ -61,6 +65,7 @@ class ExtractionResult:
     prompt_tokens: int
     completion_tokens: int
     fallback_reason: str | None
+    source: Source = Source.VENDOR
 
 
 INSTRUCTIONS = """You maintain the long-term memory of {persona}, an AI voice persona, about the person they talk to.
@@ -93,15 +98,22 @@ class MemoryExtractor:
         self.timeout = timeout
 
     def _providers(self, persona_model: str | None) -> list[tuple[str, str, AsyncOpenAI]]:
+        """The vendors with a key, in failover order; with none, the local LLM (priced as Cerebras)."""
         s = self.settings
-        return [
-            ("cerebras", persona_model or s.cerebras_model,
-             AsyncOpenAI(api_key=s.cerebras_api_key or "unset", base_url=s.cerebras_base_url, max_retries=0,
-                         timeout=self.timeout)),
-            ("openai", s.openai_model,
-             AsyncOpenAI(api_key=s.openai_api_key or "unset", base_url=s.openai_base_url, max_retries=1,
-                         timeout=self.timeout)),
-        ]
+        vendors = {
+            "cerebras": lambda: ("cerebras", persona_model or s.cerebras_model, AsyncOpenAI(
+                api_key=s.cerebras_api_key, base_url=s.cerebras_base_url, max_retries=0, timeout=self.timeout)),
+            "openai": lambda: ("openai", s.openai_model, AsyncOpenAI(
+                api_key=s.openai_api_key, base_url=s.openai_base_url, max_retries=1, timeout=self.timeout)),
+        }
+        chosen = [vendors[name]() for name in vendor_llms(s)]
+        if chosen:
+            return chosen
+        if s.llm_base_url:
+            return [("local", s.llm_model, AsyncOpenAI(api_key=s.llm_api_key or "local", base_url=s.llm_base_url,
+                                                        max_retries=0, timeout=max(self.timeout, 60)))]
+        return [("local", SCRIPT_MODEL, AsyncOpenAI(api_key="offline", base_url="http://offline-script.invalid/v1",
+                                                    http_client=httpx.AsyncClient(transport=script_client_transport())))]
 
     async def extract(self, persona_name: str, persona_model: str | None, memory: MemorySnapshot,
                       turns: list[Turn]) -> ExtractionResult:
@@ -121,8 +133,11 @@ class MemoryExtractor:
             update, error = parse_update(response.choices[0].message.content or "")
             if error:
                 logger.warning(f"{vendor} answered with unusable memory updates: {error}")
-            return ExtractionResult(update, error, vendor, model, usage.prompt_tokens if usage else 0,
-                                    usage.completion_tokens if usage else 0,
+            prompt, completion = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+            if vendor == "local":  # a local model costs nothing: priced as Cerebras would charge, estimated
+                return ExtractionResult(update, error, "cerebras", persona_model or self.settings.cerebras_model,
+                                        prompt, completion, None, Source.ESTIMATED)
+            return ExtractionResult(update, error, vendor, model, prompt, completion,
                                     failure if vendor != "cerebras" else None)
         raise ExtractionError(f"no model could extract memories ({failure})")
 

@@ -214,7 +214,7 @@ class CallLifecycle:
             return None
         session.tracker.track_llm(result.prompt_tokens, result.completion_tokens, vendor=result.vendor,
                                   model=result.model, fallback_reason=result.fallback_reason,
-                                  service=Service.MEMORY, kind="ai_inference")
+                                  service=Service.MEMORY, kind="ai_inference", source=result.source)
         return result if result.update is not None else None
 
     async def _close_books(self, call_id: str, tracker: CallCostTracker, *, reason: str, seconds: int,

@@ -106,6 +106,25 @@ class PersonaScript:
         return f"I heard you say: {heard}. {FOLLOW_UPS[(len(users) - 1) % len(FOLLOW_UPS)]}"
 
 
+def memory_update(messages: list[dict[str, Any]]) -> str:
+    """The post-call memory extraction, scripted: the caller's name if they gave it, and a summary.
+
+    The extraction request carries the transcript as "user: ..." lines in its last message.
+    """
+    transcript = _text(messages[-1].get("content")) if messages else ""
+    said = [line[len("user: "):] for line in transcript.splitlines() if line.startswith("user: ")]
+    facts = []
+    for line in said:
+        given = _GIVE_NAME.search(line)
+        if given:
+            facts.append({"category": "user_facts", "key": "name", "value": given.group(1).capitalize()})
+            break
+    first = " ".join(said[0].split()[:12]) if said else "nothing much"
+    return json.dumps({"facts_to_add": facts, "facts_to_update": [], "facts_to_remove": [],
+                       "summary": f"A short chat (offline demo script). It began with: {first}",
+                       "key_topics": [], "outcome": "ended", "storylines": []})
+
+
 def prompt_tokens(messages: list[dict[str, Any]]) -> int:
     """An estimate in cl100k tokens: the script has no tokenizer of its own, and metering needs a number."""
     return sum(count_tokens(_text(m.get("content"))) + _TOKENS_PER_MESSAGE for m in messages)
@@ -127,7 +146,8 @@ class ScriptTransport(httpx.AsyncBaseTransport):
         except (ValueError, KeyError, TypeError):
             return _error(400, "expected a JSON body with messages")
         self.requests += 1
-        text = self.script.reply(messages)
+        wants_json = (body.get("response_format") or {}).get("type") == "json_object"
+        text = memory_update(messages) if wants_json else self.script.reply(messages)
         usage = {"prompt_tokens": prompt_tokens(messages), "completion_tokens": count_tokens(text)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()),

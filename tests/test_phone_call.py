@@ -1,6 +1,7 @@
 """A metered phone call end to end, through the real server and Pipecat's real services."""
 
 import asyncio
+import time
 from decimal import Decimal
 
 import pytest
@@ -35,8 +36,9 @@ async def test_caller_speaks_and_hears_the_persona_and_the_ledger_matches_the_ve
         await caller.say_wav(DATA / "hello.wav")
         await caller.silence(0.3)
         await caller.wait_until(lambda: len(rig.cerebras.served_texts) >= 1, timeout=15)
-        await caller.wait_until(lambda: len(caller.speech_segments) >= 2, timeout=15)
-        await caller.silence(1.0)
+        # The whole reply has played (not merely started) before the caller hangs up.
+        await caller.wait_until(lambda: len(caller.speech_segments) >= 2
+                                and time.monotonic() - caller.speech_segments[-1].end > 0.8, timeout=20)
         await caller.hang_up()
         await rig.post_twilio("/twilio/status", {"CallSid": "CA" + "a" * 32, "CallStatus": "completed",
                                                  "CallDuration": "14"})
