@@ -19,8 +19,9 @@ from tests.phone_rig import DATA
 class RoomRig:
     """Our server with the vendors' fakes, as a developer's machine runs it (no Twilio, not public)."""
 
-    def __init__(self, tmp_path, transcripts, replies):
+    def __init__(self, tmp_path, transcripts, replies, *, vendors: bool = True):
         self.tmp = tmp_path
+        self.vendors = vendors  # False: no keys at all, the embedded default's local engines
         self.deepgram = DeepgramFake(transcripts, inaudible=None)
         self.cerebras = OpenAIFake(replies, default_reply="Nice!")
         self.elevenlabs = ElevenLabsFake(ms_per_char=10)
@@ -29,12 +30,12 @@ class RoomRig:
     def __enter__(self):
         dg, llm, tts, fallback = (self._stack.enter_context(ServedApp(f.app)) for f in (
             self.deepgram, self.cerebras, self.elevenlabs, OpenAIFake()))
-        self.settings = Settings(
-            _env_file=None, data_dir=self.tmp, database_url=f"sqlite:///{self.tmp / 'room.db'}",
-            deepgram_api_key="test-key", deepgram_base_url=dg.ws_url,
-            cerebras_api_key="test-key", cerebras_base_url=f"{llm.http_url}/v1",
-            openai_api_key="test-key", openai_base_url=f"{fallback.http_url}/v1",
-            elevenlabs_api_key="test-key", elevenlabs_base_url=tts.ws_url, cost_flush_interval_secs=0.2)
+        keys = dict(deepgram_api_key="test-key", deepgram_base_url=dg.ws_url,
+                    cerebras_api_key="test-key", cerebras_base_url=f"{llm.http_url}/v1",
+                    openai_api_key="test-key", openai_base_url=f"{fallback.http_url}/v1",
+                    elevenlabs_api_key="test-key", elevenlabs_base_url=tts.ws_url) if self.vendors else {}
+        self.settings = Settings(_env_file=None, data_dir=self.tmp, database_url=f"sqlite:///{self.tmp / 'room.db'}",
+                                 cost_flush_interval_secs=0.2, **keys)
         self.server = self._stack.enter_context(ServedApp(create_app(self.settings), lifespan="on"))
         self.calls = CallStore(Database(self.settings.effective_database_url))
         return self

@@ -135,7 +135,14 @@ async function main() {
   config = await roomConfig();
   for (const user of config.users) $("user").add(new Option(`${user.display_name || user.id}`, user.id));
   for (const persona of config.personas) $("persona").add(new Option(persona.name, persona.id));
-  $("engines").textContent = Object.entries(config.engines).map(([k, v]) => `${k}: ${v}`).join(" · ");
+  const labels = {
+    "whisper-local": "Whisper on this machine", "piper-local": "Piper on this machine",
+    "script-local": "offline demo script (no LLM key: canned replies)",
+    "openai-compatible-local": "your local LLM server (LLM_BASE_URL)",
+  };
+  $("engines").textContent = Object.entries(config.engines)
+    .map(([k, v]) => `${k.toUpperCase()}: ${labels[v] ?? v}`).join(" · ")
+    + (Object.values(config.engines).some((v) => v.endsWith("-local")) ? " — costs shown are what the vendors would charge" : "");
   $("connect").onclick = () => connect().catch((e) => { status(String(e)); $("connect").disabled = false; });
   $("hangup").onclick = hangUp;
   $("persona").onchange = () => signIn($("user").value).then(showMemories);
