@@ -37,6 +37,9 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from agent import accounts
 from agent.api_models import (
+    PaymentMethodIn,
+    PaymentMethodOut,
+    PaymentsOut,
     CALL_ID_PATTERN,
     FACT_KEY_PATTERN,
     ID_PATTERN,
@@ -633,6 +636,18 @@ async def admin_get_user(rt: Rt, user_id: UserIdPath) -> UserOut:
                  summary="Change a user's phone number, display name or time zone")
 async def admin_update_user(rt: Rt, user_id: UserIdPath, body: UserPatch) -> UserOut:
     return await accounts.update_user(rt, user_id, body)
+
+
+@admin_api.put("/users/{user_id}/payment-method", responses=_errors(402, 404, 409),
+               summary="Give a user a Stripe customer and a default card for calls")
+async def admin_payment_method(rt: Rt, lifecycle: Lifecycle, user_id: UserIdPath, body: PaymentMethodIn
+                               ) -> PaymentMethodOut:
+    return await accounts.attach_payment_method(rt, lifecycle.billing, user_id, body)
+
+
+@user_api.get("/user/payments", tags=["user"], summary="Whether calls are charged, and whether a card is on file")
+async def get_payments(lifecycle: Lifecycle, user: User) -> PaymentsOut:
+    return accounts.payments(lifecycle.billing, user)
 
 
 @admin_api.post("/users/{user_id}/token", responses=_errors(404), summary="Mint a 30-day token for a user")

@@ -15,8 +15,19 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
-from agent.api_models import PersonaCreate, PersonaOut, TokenOut, UserIn, UserOut, UserPatch
+from agent.api_models import (
+    PaymentMethodIn,
+    PaymentMethodOut,
+    PaymentsOut,
+    PersonaCreate,
+    PersonaOut,
+    TokenOut,
+    UserIn,
+    UserOut,
+    UserPatch,
+)
 from agent.auth import mint_user_token, token_expiry
+from agent.billing import Billing
 from agent.errors import Conflict, InvalidInput, NotFound
 from agent.personas import Persona, PersonaIn
 from agent.pricing import PriceBook, UnknownPriceError
@@ -101,7 +112,7 @@ def _require_prices(rt: Runtime, persona: PersonaIn) -> None:
     """Each model the persona names must be priced, or the persona is refused (422), never billed at zero."""
     for field, rates in MODEL_RATES.items():
         model = getattr(persona, field)
-        for vendor, product, unit in rates if model else ():
+        for vendor, product, unit in rates if model is not None else ():  # "" is no model: refused too
             try:
                 rt.prices.rate(vendor, product, model, unit)
             except UnknownPriceError as exc:
@@ -135,3 +146,19 @@ async def update_persona(rt: Runtime, persona_id: str, change: Any) -> PersonaOu
     except ValidationError as exc:
         raise InvalidInput.from_validation(exc) from None
     return await _save_persona(rt, persona)
+
+
+async def attach_payment_method(rt: Runtime, billing: Billing, user_id: str, body: PaymentMethodIn
+                                ) -> PaymentMethodOut:
+    """Give a user a Stripe customer (once) and make the card their default for calls."""
+    if not billing.enabled:
+        raise Conflict("payments are off on this server (no STRIPE_SECRET_KEY): nothing is charged")
+    user = await _user(rt, user_id)
+    customer = user["stripe_customer_id"] or await billing.create_customer(user_id, user["display_name"])
+    await billing.attach(customer, body.payment_method_id)
+    await rt.users.update_user(user_id, stripe_customer_id=customer, stripe_payment_method_id=body.payment_method_id)
+    return PaymentMethodOut(user_id=user_id, stripe_customer_id=customer, payment_method_id=body.payment_method_id)
+
+
+def payments(billing: Billing, user: dict[str, Any]) -> PaymentsOut:
+    return PaymentsOut(payments_enabled=billing.enabled, card_on_file=bool(user.get("stripe_payment_method_id")))

@@ -154,6 +154,22 @@ class UserPatch(CleanInput):
     _tz = field_validator("time_zone")(_time_zone)
 
 
+class PaymentMethodIn(CleanInput):
+    payment_method_id: str = Field(pattern=r"^pm_[A-Za-z0-9_]{2,100}$", examples=["pm_card_visa"],
+                                   description="A Stripe PaymentMethod, e.g. from a SetupIntent in your app")
+
+
+class PaymentMethodOut(BaseModel):
+    user_id: str
+    stripe_customer_id: str
+    payment_method_id: str
+
+
+class PaymentsOut(BaseModel):
+    payments_enabled: bool = Field(description="False: no STRIPE_SECRET_KEY; the ledger runs, nothing is charged")
+    card_on_file: bool
+
+
 class TokenOut(BaseModel):
     token: str
     token_type: Literal["bearer"] = "bearer"

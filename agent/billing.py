@@ -55,6 +55,15 @@ class Billing:
             options={"idempotency_key": f"customer-{user_id}"})
         return customer.id
 
+    async def attach(self, customer_id: str, payment_method_id: str) -> None:
+        """Attach a card to the customer, so it can be charged off session."""
+        try:
+            await self.client.v1.payment_methods.attach_async(
+                payment_method_id, params={"customer": customer_id},
+                options={"idempotency_key": f"attach-{customer_id}-{payment_method_id}"})
+        except stripe.CardError as exc:
+            raise PaymentError("That card was declined.", retryable=False) from exc
+
     async def authorize(self, call_id: str, customer_id: str | None, payment_method_id: str | None,
                         limit_micros: int) -> Authorization:
         """Hold the call's effective limit on the card (manual capture, off session)."""

@@ -134,3 +134,50 @@ async def test_payments_off_charges_nothing(runtime):
     final = await lifecycle.end(session, reason="caller_hung_up")
     assert final.total_micros > 0 and final.amount_charged_micros == 0
     assert (await runtime.calls.get(allowance.call_id))["payment_status"] is None
+
+
+async def test_an_operator_attaches_a_card_and_the_user_sees_payments_are_on(settings, stripe_fake):
+    import httpx
+
+    from agent.auth import mint_user_token
+    from server import create_app
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as http:
+            admin = {"Authorization": f"Bearer {settings.admin_token}"}
+            user = {"Authorization": f"Bearer {mint_user_token('demo', settings.jwt_secret)}"}
+            assert (await http.get("/api/user/payments", headers=user)).json() == {
+                "payments_enabled": True, "card_on_file": False}
+            bad = await http.put("/api/admin/users/demo/payment-method", headers=admin,
+                                 json={"payment_method_id": "not-a-card"})
+            assert bad.status_code == 422 and not stripe_fake.customers
+            declined = await http.put("/api/admin/users/demo/payment-method", headers=admin,
+                                      json={"payment_method_id": "pm_card_chargeDeclined"})
+            assert declined.status_code == 402
+            ok = await http.put("/api/admin/users/demo/payment-method", headers=admin,
+                                json={"payment_method_id": "pm_card_visa"})
+            assert ok.status_code == 200, ok.text
+            customer = ok.json()["stripe_customer_id"]
+            assert len(stripe_fake.customers) == 1 and stripe_fake.attached == {"pm_card_visa": customer}
+            assert (await http.get("/api/user/payments", headers=user)).json()["card_on_file"] is True
+            # The card now pays for calls: the hold is made on it.
+            lifecycle = app.state.lifecycle
+            allowance = await lifecycle.open("demo", "brad", "webrtc")
+            intent = next(iter(stripe_fake.intents.values()))
+            assert intent["customer"] == customer and intent["payment_method"] == "pm_card_visa"
+            assert (await app.state.runtime.calls.get(allowance.call_id))["payment_status"] == "authorized"
+
+
+async def test_attaching_a_card_with_payments_off_is_a_conflict(settings):
+    import httpx
+
+    from server import create_app
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as http:
+            response = await http.put("/api/admin/users/demo/payment-method",
+                                      headers={"Authorization": f"Bearer {settings.admin_token}"},
+                                      json={"payment_method_id": "pm_card_visa"})
+    assert response.status_code == 409 and "payments are off" in response.text

@@ -79,12 +79,14 @@ class StripeFake:
         # Counters.
         self.captures: list[tuple[str, int]] = []  # (intent_id, amount captured)
         self.cancels: list[str] = []
+        self.attached: dict[str, str] = {}  # payment method -> customer
         self.requests: list[tuple[str, str, dict[str, Any], str | None]] = []  # method, path, params, key
         self.replays = 0
         self._failures: deque[tuple[int, str, str]] = deque()
         self._idempotent: dict[str, tuple[tuple[Any, ...], int, dict[str, Any]]] = {}
         self.app = FastAPI()
         self.app.post("/v1/customers")(self._route(self._create_customer))
+        self.app.post("/v1/payment_methods/{pm_id}/attach")(self._route(self._attach))
         self.app.post("/v1/payment_intents")(self._route(self._create_intent))
         self.app.get("/v1/payment_intents/{intent_id}")(self._route(self._get_intent))
         self.app.post("/v1/payment_intents/{intent_id}/capture")(self._route(self._capture))
@@ -134,6 +136,18 @@ class StripeFake:
             return JSONResponse(body, status_code=status, headers=headers)
 
         return endpoint
+
+    # -- payment methods -------------------------------------------------------
+    async def _attach(self, p: dict[str, Any], pm_id: str) -> Result:
+        customer = p.get("customer")
+        if customer not in self.customers:
+            return 400, _error_body("invalid_request_error", f"No such customer: '{customer}'",
+                                    code="resource_missing", param="customer")
+        if pm_id in DECLINES:
+            return 402, _error_body("card_error", "Your card was declined.", code="card_declined",
+                                    decline_code=DECLINES[pm_id])
+        self.attached[pm_id] = customer
+        return 200, {"id": pm_id, "object": "payment_method", "customer": customer, "type": "card"}
 
     # -- customers -----------------------------------------------------------
     async def _create_customer(self, p: dict[str, Any]) -> Result:
