@@ -380,6 +380,7 @@ def _refined_openapi(app: FastAPI, settings: Settings) -> Callable[[], dict[str,
     - A persona's models must have a price in *this* server's price book: the
       schema lists them as enums, so what the document calls valid is accepted.
     - Errors of the event-stream route are JSON, not events.
+    - Every route with a JSON body can answer 400 (a body that is not JSON).
     """
     generate = app.openapi
 
@@ -393,6 +394,10 @@ def _refined_openapi(app: FastAPI, settings: Settings) -> Callable[[], dict[str,
                     properties[field]["anyOf"] = [{"type": "string", "enum": models}, {"type": "null"}]
             for operations in doc["paths"].values():
                 for operation in operations.values():
+                    json_body = "application/json" in operation.get("requestBody", {}).get("content", {})
+                    if json_body and "400" not in operation["responses"]:  # any JSON body can fail to parse
+                        operation["responses"]["400"] = {"description": _ERRORS[400], "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}}
                     for status, response in operation.get("responses", {}).items():
                         content = response.get("content", {})
                         if not status.startswith("2") and "text/event-stream" in content:

@@ -143,6 +143,7 @@ async def test_relationships_and_memories_are_per_user(api: Api):
     ("POST", "/api/admin/personas", {"id": "zed", "name": "Zed", "core_prompt": "x", "traits": ["a"] * 31},
      "traits"),
     ("PATCH", "/api/admin/personas/brad", {"llm_model": "gpt-99-ultra"}, "llm_model"),
+    ("PATCH", "/api/admin/personas/brad", {"tts_model": ""}, "tts_model"),
     ("PATCH", "/api/admin/personas/brad", {"name": None}, "name"),
     ("PATCH", "/api/admin/personas/brad", {"phone_number": "+1"}, "phone_number"),
 ])
