@@ -8,12 +8,13 @@ so the preview and the estimate never disagree with the real call.
 from __future__ import annotations
 
 from agent.api_models import EstimateOut, PromptPreviewOut
-from agent.budgets import LimitKind
+from agent.budgets import LimitKind, budget_windows
 from agent.estimate import estimate_call_cost
 from agent.money import format_usd, usd
 from agent.personas import Persona
 from agent.prompt import CompositePrompt, build_composite_prompt, count_tokens
 from agent.runtime import Runtime
+from storage.reports import Reports
 
 
 async def next_prompt(rt: Runtime, user: dict, persona_row: dict) -> CompositePrompt:
@@ -54,9 +55,13 @@ async def estimate_next_call(rt: Runtime, user: dict, persona_row: dict, minutes
 
 
 async def _call_limit(rt: Runtime, user: dict) -> tuple[int, LimitKind]:
-    """The effective limit a call started now would get (the reservation rule, without reserving)."""
+    """The effective limit a call started now would get: the reservation's rule, read without reserving
+    (no budget lock taken, so estimates never queue behind calls starting)."""
     settings = await rt.budgets.settings(user["id"])
-    today, month = await rt.budgets.spending(user["id"])
+    day_start, month_start = budget_windows(user["time_zone"])
+    reports = Reports(rt.db)
+    _spent, today = await reports.spending_since(user["id"], day_start)
+    _spent, month = await reports.spending_since(user["id"], month_start)
     return min((settings.per_call_limit_micros, LimitKind.PER_CALL),
                (max(settings.daily_limit_micros - today, 0), LimitKind.DAILY),
                (max(settings.monthly_limit_micros - month, 0), LimitKind.MONTHLY), key=lambda pair: pair[0])

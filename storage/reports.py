@@ -9,20 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 
-from storage.calls import LIVE_STATUSES
+from storage.calls import _committed as _COMMITTED  # the budget's own rule: one definition
 from storage.db import Database
 from storage.schema import call_cost_breakdowns, call_cost_events, calls, personas
-
-# What a call counts against a budget (the same rule as the reservation in
-# storage.calls): live at the larger of its reservation and its spend, ended at its total.
-_COMMITTED = case(
-    (calls.c.status.in_(LIVE_STATUSES),
-     case((calls.c.reserved_micros > calls.c.spent_micros, calls.c.reserved_micros), else_=calls.c.spent_micros)),
-    (calls.c.status == "ended", calls.c.spent_micros),
-    else_=0,
-)
 
 
 class Reports:
