@@ -50,6 +50,8 @@ class Database:
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        # Writes go through this view of the engine: on SQLite they start as write transactions.
+        self._writer: AsyncEngine = self.engine.execution_options(sqlite_write=True)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_on_begin)
@@ -59,14 +61,14 @@ class Database:
 
         On PostgreSQL an advisory lock makes concurrent worker start-ups take turns.
         """
-        async with self.engine.begin() as conn:
+        async with self._writer.begin() as conn:
             if not self.is_sqlite:
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
             await conn.run_sync(_upgrade_to_head)
 
     def begin(self) -> Any:
-        """A transaction (`async with db.begin() as conn:`)."""
-        return self.engine.begin()
+        """A write transaction (`async with db.begin() as conn:`)."""
+        return self._writer.begin()
 
     def connect(self) -> Any:
         return self.engine.connect()
@@ -102,9 +104,10 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_on_begin(conn: Any) -> None:
-    # BEGIN IMMEDIATE takes SQLite's write lock up front: read-then-write
-    # sequences such as budget reservations are serialised, never deadlocked.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # A write transaction takes SQLite's write lock up front (BEGIN IMMEDIATE):
+    # read-then-write sequences such as budget reservations are serialised,
+    # never deadlocked. Reads begin deferred: in WAL mode they never wait on a writer.
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("sqlite_write") else "BEGIN")
 
 
 AsyncConn = AsyncConnection

@@ -40,7 +40,8 @@ class PhoneRig:
 
     def __post_init__(self) -> None:
         # A pause inside an utterance can look like two segments: the extra one is heard as nothing.
-        self.deepgram = DeepgramFake(self.transcripts, inaudible=None)
+        # Endpointing a little longer than the pause after "Hi Brad," keeps each utterance one turn.
+        self.deepgram = DeepgramFake(self.transcripts, inaudible=None, endpointing_ms=700)
         self.cerebras = OpenAIFake(self.cerebras_script, default_reply="Doing great, thanks for asking!")
         self.openai = OpenAIFake(self.openai_script, default_reply="Hello from the fallback model.")
         self.elevenlabs = ElevenLabsFake(ms_per_char=10)

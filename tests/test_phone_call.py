@@ -67,7 +67,7 @@ async def test_caller_speaks_and_hears_the_persona_and_the_ledger_matches_the_ve
         assert call["end_reason"] == "caller_hung_up"
         said = [(t["role"], t["text"]) for t in call["transcript"]]
         assert ("user", "Hi Brad, how are you doing today?") in said
-        assert any(role == "assistant" and "waves were great" in text for role, text in said)
+        assert any(role == "assistant" and "waves were great" in text for role, text in said), said
 
 
 async def test_forged_webhook_is_refused_and_no_call_is_created(tmp_path):
