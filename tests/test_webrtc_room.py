@@ -75,8 +75,15 @@ async def test_a_browser_talks_to_a_persona_and_the_ledger_is_written(tmp_path):
             heard: list = []
             pc.on("track", lambda track: heard.append(track))
             await pc.setLocalDescription(await pc.createOffer())
-            answer = await http.post(f"/sessions/{call_id}/api/offer",
-                                     json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+            offer = {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
+            assert (await http.post(f"/sessions/{call_id}/api/offer", json=offer)).status_code == 401
+            stranger = (await http.post("/room/token", json={"user_id": "other"}))
+            assert stranger.status_code == 404  # no such user: no token
+            garbage = await http.post(f"/sessions/{call_id}/api/offer", headers={"Authorization": f"Bearer {token}"},
+                                      json={"sdp": "v=garbage", "type": "offer", "pc_id": "x"})
+            assert garbage.status_code == 400
+            answer = await http.post(f"/sessions/{call_id}/api/offer", json=offer,
+                                     headers={"Authorization": f"Bearer {token}"})
             assert answer.status_code == 200, answer.text
             await pc.setRemoteDescription(RTCSessionDescription(**{k: answer.json()[k] for k in ("sdp", "type")}))
 

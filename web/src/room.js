@@ -122,7 +122,8 @@ async function connect() {
   }
   callId = session.sessionId;
   $("call-id").textContent = callId;
-  await client.connect({ webrtcRequestParams: { endpoint: `/sessions/${callId}/api/offer` } });
+  const auth = new Headers({ Authorization: `Bearer ${sessionStorage.getItem("cmb.token")}` });
+  await client.connect({ webrtcRequestParams: { endpoint: `/sessions/${callId}/api/offer`, headers: auth } });
   $("hangup").disabled = false;
   costTimer = setInterval(() => showCost().catch(() => {}), 1000);
 }
