@@ -38,7 +38,6 @@ from bench.server_proc import caller_phone
 from bench.stats import percentile
 
 LATE_LIMIT = 0.040
-LIGHT_LOAD_CALLS = 10  # set-up and turn latency are taken from calls at most this loaded
 BRAD_PHONE = "+15555550001"
 _CALL_SIDS = itertools.count(1)
 
@@ -100,7 +99,7 @@ class Ramp:
     utterances: list[Utterance] = field(default_factory=lambda: [Utterance.load(n) for n in UTTERANCES_NAMES])
     calls: list[LiveCall] = field(default_factory=list)
     send_lateness: list[tuple[float, float]] = field(default_factory=list)
-    setup_s: list[float] = field(default_factory=list)  # call start → greeting heard, light load
+    setup_s: list[float] = field(default_factory=list)  # call start → greeting heard
     webhook_s: list[float] = field(default_factory=list)  # ours: webhook round trip
 
     async def _probe(self, client: httpx.AsyncClient, since: float) -> dict[str, Any]:
@@ -190,8 +189,8 @@ class Ramp:
                           "CallDuration": str(int(time.monotonic() - call.record.started))}
                 signature = RequestValidator(AUTH_TOKEN).compute_signature(url, params)
                 await client.post(url, data=params, headers={"X-Twilio-Signature": signature})
-        for index, call in enumerate(self.calls):
-            if call.record.greeting_heard is not None and index < LIGHT_LOAD_CALLS:
+        for call in self.calls:
+            if call.record.greeting_heard is not None:
                 self.setup_s.append(call.record.greeting_heard - call.record.started)
         self.calls.clear()
 
@@ -243,3 +242,32 @@ async def warm_up(server: Server) -> None:
         while not call.record.turns and time.monotonic() < deadline and not call.task.done():
             await asyncio.sleep(0.1)
         await ramp.hang_up_all(client)
+
+
+@dataclass
+class LightLoad:
+    """Alternating short runs of a few calls on each server: the like-for-like comparison.
+
+    Turn latency, call set-up and CPU per call-second drift with whatever else
+    the machine is doing; taking bare and ours in turns (ABBA...) spreads that
+    drift over both instead of charging it to whichever ran second.
+    """
+
+    steps: dict[str, list[Step]] = field(default_factory=lambda: {"bare": [], "ours": []})
+    greeting_s: dict[str, list[float]] = field(default_factory=lambda: {"bare": [], "ours": []})
+    webhook_s: list[float] = field(default_factory=list)
+
+
+async def run_light_load(servers: dict[str, Server], *, calls: int, window: float, rounds: int,
+                         own_pids: list[int], log: Any = print) -> LightLoad:
+    light = LightLoad()
+    for round_ in range(rounds):
+        order = ["bare", "ours"] if round_ % 2 == 0 else ["ours", "bare"]
+        for mode in order:
+            results, ramp = await run_ramp(servers[mode], [calls], own_pids=own_pids, window=window, settle=1.0,
+                                           spacing=0.3, log=log)
+            light.steps[mode] += results
+            light.greeting_s[mode] += ramp.setup_s
+            light.webhook_s += ramp.webhook_s
+            await asyncio.sleep(1.0)  # let the calls just hung up close their books
+    return light
