@@ -37,6 +37,12 @@ def _ts(name: str, nullable: bool = False) -> Column:
     return Column(name, DateTime(timezone=True), nullable=nullable)
 
 
+def _relationship_id() -> Column:
+    """Memory belongs to one (user, persona) relationship and goes with it."""
+    return Column("relationship_id", Integer, ForeignKey("user_persona_relationships.id", ondelete="CASCADE"),
+                  nullable=False)
+
+
 users = Table(
     "users",
     metadata,
@@ -88,12 +94,7 @@ memory_facts = Table(
     "memory_facts",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column(
-        "relationship_id",
-        Integer,
-        ForeignKey("user_persona_relationships.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _relationship_id(),
     Column("category", String(40), nullable=False),
     Column("key", String(200), nullable=False),
     Column("value", Text, nullable=False),
@@ -107,12 +108,7 @@ call_summaries = Table(
     "call_summaries",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column(
-        "relationship_id",
-        Integer,
-        ForeignKey("user_persona_relationships.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _relationship_id(),
     Column("call_id", String(64), nullable=True),
     Column("summary", Text, nullable=False),
     Column("key_topics", JSON, nullable=False, default=list),
@@ -125,12 +121,7 @@ storylines = Table(
     "storylines",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column(
-        "relationship_id",
-        Integer,
-        ForeignKey("user_persona_relationships.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _relationship_id(),
     Column("topic", String(200), nullable=False),
     Column("status", String(40), nullable=False, default="ongoing"),
     Column("details", Text, nullable=False, default=""),
@@ -230,12 +221,7 @@ memory_deletions = Table(
     # What the user deleted: memory extraction of a call that started before the
     # deletion must not bring it back.
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column(
-        "relationship_id",
-        Integer,
-        ForeignKey("user_persona_relationships.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _relationship_id(),
     Column("category", String(40), nullable=True),
     Column("key", String(200), nullable=True),  # null: everything was wiped
     _ts("deleted_at"),
