@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     reconcile_interval_secs: float = Field(60.0, gt=0)
     extraction_timeout_secs: float = Field(20.0, gt=0)
 
+    @field_validator("prices_file", mode="before")
+    @classmethod
+    def _no_empty_path(cls, value: object) -> object:
+        return None if value in ("", None) else value  # PRICES_FILE= (as in .env.example) means the default
+
     @field_validator("public_base_url")
     @classmethod
     def _public_url(cls, value: str) -> str:
