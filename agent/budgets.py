@@ -137,9 +137,6 @@ class BudgetMonitor:
             return BudgetDecision(Action.WARN, spent_micros, a.limit_micros, a.limit_kind, max(crossed))
         return decision
 
-    def near_limit(self, spent_micros: int, pct: int = 90) -> bool:
-        return spent_micros * 100 >= self.allowance.limit_micros * pct
-
 
 class BudgetManager:
     """Budget settings and reservations, backed by the database."""

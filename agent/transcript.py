@@ -40,8 +40,5 @@ class Transcript:
     def said_by(self, role: str) -> list[str]:
         return [t.text for t in self.turns if t.role == role]
 
-    def as_text(self) -> str:
-        return "\n".join(f"{t.role}: {t.text}" for t in self.turns)
-
     def as_rows(self) -> list[dict[str, Any]]:
         return [t.as_dict() for t in self.turns]

@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Any constant works: it only has to be the same for every worker of this project.
@@ -109,5 +109,3 @@ def _sqlite_on_begin(conn: Any) -> None:
     # never deadlocked. Reads begin deferred: in WAL mode they never wait on a writer.
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("sqlite_write") else "BEGIN")
 
-
-AsyncConn = AsyncConnection
