@@ -13,6 +13,8 @@ COPY agent ./agent
 COPY pipeline ./pipeline
 COPY processors ./processors
 COPY storage ./storage
+COPY api ./api
+COPY engines ./engines
 COPY web/static ./web/static
 COPY server.py README.md ./
 RUN pip install --no-deps . \

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.budgets import BudgetManager
-from agent.memory import PersonaRelationshipManager
-from agent.personas import seed_starter_data
-from agent.pricing import PriceBook
+from agent.books.budgets import BudgetManager
+from agent.memory.relationships import PersonaRelationshipManager
+from agent.accounts.personas import seed_starter_data
+from agent.books.pricing import PriceBook
 from agent.settings import Settings
 from storage.calls import CallStore
 from storage.db import Database

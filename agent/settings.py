@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from agent.pricing import PriceBook
+from agent.books.pricing import PriceBook
 
 
 class Settings(BaseSettings):

@@ -30,8 +30,8 @@ from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
 from pipecat.workers.runner import WorkerRunner
 
-from agent.personas import STARTER_PERSONAS
-from agent.prompt import compose_prompt
+from agent.accounts.personas import STARTER_PERSONAS
+from agent.memory.prompt import compose_prompt
 from agent.settings import Settings
 
 RATE = 8000

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.fakes import TwilioCaller, read_wav_8k
+from fakes import TwilioCaller, read_wav_8k
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 FRAME_SECONDS = 0.020

@@ -17,7 +17,7 @@ from contextlib import ExitStack
 
 from loguru import logger
 
-from tests.fakes import DeepgramFake, ElevenLabsFake, OpenAIFake, ServedApp, TwilioRestFake
+from fakes import DeepgramFake, ElevenLabsFake, OpenAIFake, ServedApp, TwilioRestFake
 
 ACCOUNT_SID = "AC" + "b" * 32
 AUTH_TOKEN = "bench-twilio-token"

@@ -42,8 +42,8 @@ from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.workers.runner import WorkerRunner
 
-from agent.budgets import BudgetMonitor, CallAllowance, LimitKind
-from agent.costs import CallCostTracker, Source
+from agent.books.budgets import BudgetMonitor, CallAllowance, LimitKind
+from agent.books.costs import CallCostTracker, Source
 from agent.settings import Settings
 from processors.budget_guard import BudgetGuard
 from processors.metering import MeterConfig, PricedAs, UsageMeter

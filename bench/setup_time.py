@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.budgets import BudgetSettings
-from agent.lifecycle import CallLifecycle
-from agent.memory import CallSummary, FactCategory
+from agent.books.budgets import BudgetSettings
+from agent.calls.lifecycle import CallLifecycle
+from agent.memory.relationships import CallSummary, FactCategory
 from agent.runtime import Runtime
 from agent.settings import Settings
 from bench.stats import percentile
@@ -92,7 +92,7 @@ async def _time_memories_http(settings: Settings, iterations: int) -> list[float
     try:
         import httpx
 
-        from agent.auth import mint_user_token
+        from agent.accounts.auth import mint_user_token
         from server import create_app
     except ImportError:
         return None

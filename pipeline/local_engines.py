@@ -30,11 +30,11 @@ from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.services.piper.tts import PiperTTSService
 from pipecat.services.whisper.stt import WhisperSTTService
 
-from agent.costs import Source
+from agent.books.costs import Source
 from agent.engines import engines
-from agent.local_llm import SCRIPT_MODEL, script_client_transport
-from agent.models import ensure_whisper_model
-from agent.personas import Persona
+from engines.offline_script import SCRIPT_MODEL, script_client_transport
+from engines.model_files import ensure_whisper_model
+from agent.accounts.personas import Persona
 from agent.settings import Settings
 from processors.metering import PricedAs
 

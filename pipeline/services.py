@@ -15,9 +15,9 @@ from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.services.stt_service import STTService
 from pipecat.services.tts_service import TTSService
 
-from agent.costs import Source
+from agent.books.costs import Source
 from agent.engines import vendor_llms
-from agent.personas import Persona
+from agent.accounts.personas import Persona
 from agent.settings import Settings
 from pipeline.failover import RetryTurnFailover
 from processors.metering import MeterConfig, PricedAs

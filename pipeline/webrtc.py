@@ -19,7 +19,7 @@ from pipecat.transports.smallwebrtc.request_handler import (
 )
 from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
-from agent.lifecycle import CallLifecycle
+from agent.calls.lifecycle import CallLifecycle
 from agent.settings import Settings
 from pipeline.call import run_call
 

@@ -36,7 +36,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from agent.budgets import Action, BudgetDecision, BudgetMonitor
+from agent.books.budgets import Action, BudgetDecision, BudgetMonitor
 
 
 class RunningTotal(Protocol):

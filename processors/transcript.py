@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.transcript import Transcript
+from agent.memory.transcript import Transcript
 
 
 def record_transcript(transcript: Transcript, user_aggregator: Any, assistant_aggregator: Any) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.auth import mint_user_token
-from agent.lifecycle import CallLifecycle
+from agent.accounts.auth import mint_user_token
+from agent.calls.lifecycle import CallLifecycle
 from agent.runtime import Runtime
 from agent.settings import Settings
 from server import create_app

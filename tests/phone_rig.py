@@ -21,7 +21,7 @@ from agent.settings import Settings
 from server import create_app
 from storage.calls import CallStore
 from storage.db import Database
-from tests.fakes import DeepgramFake, ElevenLabsFake, OpenAIFake, ServedApp, TwilioCaller, TwilioRestFake
+from fakes import DeepgramFake, ElevenLabsFake, OpenAIFake, ServedApp, TwilioCaller, TwilioRestFake
 
 DATA = Path(__file__).parent / "data"
 ACCOUNT_SID = "AC" + "1" * 32

@@ -11,7 +11,7 @@ import datetime as dt
 import jwt
 import pytest
 
-from agent.auth import mint_user_token
+from agent.accounts.auth import mint_user_token
 from tests.api_client import Api, api  # noqa: F401  (fixture)
 
 SAMPLE_PATH_VALUES = {"persona_id": "brad", "call_id": "c0ffee", "key": "job", "user_id": "demo"}

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.auth import verify_user_token
+from agent.accounts.auth import verify_user_token
 from tests.api_client import Api, api  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,18 +133,18 @@ async def test_docs_and_openapi_are_served(api: Api):
 def test_token_helper_mints_a_token_the_server_accepts(tmp_path):
     secret = "t" * 40
     env = {**os.environ, "JWT_SECRET": secret}
-    done = subprocess.run([sys.executable, "-m", "agent.tokens", "demo", "--days", "1"], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "tools.tokens", "demo", "--days", "1"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert verify_user_token(done.stdout.strip(), secret) == "demo"
     # From .env as well, and a clear refusal without any secret.
     (tmp_path / ".env").write_text(f"JWT_SECRET={secret}\n")
-    from_file = subprocess.run([sys.executable, "-m", "agent.tokens", "demo"], cwd=tmp_path,
+    from_file = subprocess.run([sys.executable, "-m", "tools.tokens", "demo"], cwd=tmp_path,
                                env={**{k: v for k, v in os.environ.items() if k != "JWT_SECRET"},
                                     "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)
     assert verify_user_token(from_file.stdout.strip(), secret) == "demo", from_file.stderr
     (tmp_path / ".env").write_text("")
-    refused = subprocess.run([sys.executable, "-m", "agent.tokens", "demo"], cwd=tmp_path,
+    refused = subprocess.run([sys.executable, "-m", "tools.tokens", "demo"], cwd=tmp_path,
                              env={**{k: v for k, v in os.environ.items() if k != "JWT_SECRET"},
                                   "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "JWT_SECRET" in refused.stderr

@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from agent.money import usd
+from agent.books.money import usd
 from server import create_app
 from tests.api_client import Api, api  # noqa: F401  (fixture)
-from tests.fakes import ServedApp, TwilioRestFake
+from fakes import ServedApp, TwilioRestFake
 
 AC, TOKEN = "AC" + "3" * 32, "api-rest-token"
 

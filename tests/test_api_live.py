@@ -12,9 +12,9 @@ import json
 
 import httpx
 
-from agent.auth import mint_user_token
-from agent.call_costs import call_cost
-from agent.lifecycle import CallLifecycle
+from agent.accounts.auth import mint_user_token
+from api.views.call_costs import call_cost
+from agent.calls.lifecycle import CallLifecycle
 from tests.api_client import Api, api  # noqa: F401  (fixture)
 from tests.phone_rig import DATA, PhoneRig
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from agent.memory import CallSummary, Storyline
+from agent.memory.relationships import CallSummary, Storyline
 from tests.api_client import Api, api  # noqa: F401  (fixture)
 
 

@@ -20,10 +20,10 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from agent.auth import mint_user_token
+from agent.accounts.auth import mint_user_token
 from agent.settings import Settings
 from server import create_app
-from tests.fakes import ServedApp, TwilioRestFake
+from fakes import ServedApp, TwilioRestFake
 
 # The same cases on every run, so the suite is repeatable; API_SCHEMA_RANDOM=1 (and more
 # API_SCHEMA_EXAMPLES) explores new ones when hunting for bugs.

@@ -2,10 +2,10 @@
 
 import pytest
 
-from agent.billing import PaymentError
-from agent.budgets import BudgetSettings
-from agent.lifecycle import CallLifecycle
-from tests.fakes import ServedApp, StripeFake
+from agent.books.billing import PaymentError
+from agent.books.budgets import BudgetSettings
+from agent.calls.lifecycle import CallLifecycle
+from fakes import ServedApp, StripeFake
 
 KEY = "sk_test_callmeback"
 
@@ -139,7 +139,7 @@ async def test_payments_off_charges_nothing(runtime):
 async def test_an_operator_attaches_a_card_and_the_user_sees_payments_are_on(settings, stripe_fake):
     import httpx
 
-    from agent.auth import mint_user_token
+    from agent.accounts.auth import mint_user_token
     from server import create_app
 
     app = create_app(settings)

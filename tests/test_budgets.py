@@ -6,7 +6,7 @@ import datetime as dt
 import pytest
 from pydantic import ValidationError
 
-from agent.budgets import Action, BudgetManager, BudgetMonitor, BudgetRefused, BudgetSettings, LimitKind
+from agent.books.budgets import Action, BudgetManager, BudgetMonitor, BudgetRefused, BudgetSettings, LimitKind
 from agent.runtime import Runtime
 from storage.calls import CallStore
 from storage.db import Database
@@ -97,7 +97,7 @@ async def test_a_live_call_over_its_reservation_counts_at_its_spend(runtime):
 
 
 def _monitor(limit=10 * DOLLAR, cutoff=True, kind=LimitKind.PER_CALL):
-    from agent.budgets import CallAllowance
+    from agent.books.budgets import CallAllowance
 
     return BudgetMonitor(CallAllowance("c", "u", limit, kind, 75, cutoff, 10, 50 * DOLLAR, 100 * DOLLAR))
 

@@ -5,10 +5,10 @@ from decimal import Decimal
 
 import pytest
 
-from agent.costs import CallCostTracker, Source, stripe_fee_micros
-from agent.estimate import estimate_call_cost
-from agent.money import format_usd
-from agent.pricing import PriceBook, PriceBookError, UnknownPriceError
+from agent.books.costs import CallCostTracker, Source, stripe_fee_micros
+from agent.books.estimate import estimate_call_cost
+from agent.books.money import format_usd
+from agent.books.pricing import PriceBook, PriceBookError, UnknownPriceError
 from agent.settings import Settings, load_settings
 
 PRICES = PriceBook.load()

@@ -18,7 +18,7 @@ import pytest
 from storage.calls import CallStore
 from storage.db import Database
 from storage.users import UserStore
-from tests.fakes import DeepgramFake, ElevenLabsFake, OpenAIFake, ServedApp, StripeFake, TwilioRestFake
+from fakes import DeepgramFake, ElevenLabsFake, OpenAIFake, ServedApp, StripeFake, TwilioRestFake
 from tests.phone_rig import ACCOUNT_SID, AUTH_TOKEN, DATA, BRAD_PHONE, DEMO_PHONE
 from twilio.request_validator import RequestValidator
 
@@ -87,7 +87,7 @@ async def _ring(port: int, call_sid: str) -> tuple[str, str]:
 
 
 async def test_killed_server_loses_no_cost_no_capture_and_no_memory(tmp_path):
-    from tests.fakes import TwilioCaller
+    from fakes import TwilioCaller
 
     cerebras, stripe_fake = OpenAIFake(default_reply=_reply), StripeFake(api_key=STRIPE_KEY)
     twilio = TwilioRestFake(ACCOUNT_SID, AUTH_TOKEN)
@@ -159,7 +159,7 @@ async def test_killed_server_loses_no_cost_no_capture_and_no_memory(tmp_path):
         server.start()
         await asyncio.sleep(2)
         assert len(stripe_fake.captures) == 2
-        from agent.memory import PersonaRelationshipManager
+        from agent.memory.relationships import PersonaRelationshipManager
         from storage.memory import MemoryStore
 
         facts = await PersonaRelationshipManager(MemoryStore(db)).long_term_memory("demo", "brad")

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from agent.lifecycle import CallLifecycle
-from agent.personas import Persona
-from agent.prompt import build_composite_prompt
-from tests.fakes import ErrorReply, OpenAIFake, ServedApp
+from agent.calls.lifecycle import CallLifecycle
+from agent.accounts.personas import Persona
+from agent.memory.prompt import build_composite_prompt
+from fakes import ErrorReply, OpenAIFake, ServedApp
 
 
 def _reply(**update):

@@ -43,7 +43,7 @@ from pipecat.services.cerebras.llm import CerebrasLLMService
 from pipecat.services.deepgram.stt import DeepgramSTTService
 from pipecat.services.elevenlabs.tts import ElevenLabsHttpTTSService, ElevenLabsTTSService
 from pipecat.tests.utils import SleepFrame, run_test
-from tests.fakes import (
+from fakes import (
     DeepgramFake,
     ElevenLabsFake,
     ErrorReply,
@@ -56,8 +56,8 @@ from tests.fakes import (
     TwilioRestFake,
     count_tokens,
 )
-from tests.fakes.elevenlabs import tone_pcm
-from tests.fakes.twilio_caller import pcm_to_ulaw, read_wav_8k
+from fakes.elevenlabs import tone_pcm
+from fakes.twilio_caller import pcm_to_ulaw, read_wav_8k
 
 AC = "AC" + "1" * 32
 TOKEN = "twilio-token"

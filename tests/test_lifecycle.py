@@ -5,10 +5,10 @@ import datetime as dt
 
 import pytest
 
-from agent.budgets import BudgetRefused, BudgetSettings
-from agent.lifecycle import CallLifecycle, DialError, place_outbound_call
-from agent.telephony import Twilio, time_limit_for
-from tests.fakes import ServedApp, TwilioRestFake
+from agent.books.budgets import BudgetRefused, BudgetSettings
+from agent.calls.lifecycle import CallLifecycle, DialError, place_outbound_call
+from agent.calls.telephony import Twilio, time_limit_for
+from fakes import ServedApp, TwilioRestFake
 
 AC, TOKEN = "AC" + "2" * 32, "rest-token"
 

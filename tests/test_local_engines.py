@@ -32,17 +32,17 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.tests.utils import run_test
 from pipecat.workers.runner import WorkerRunner
 
-from agent import models
-from agent.costs import CallCostTracker, Source
+from engines import model_files as models
+from agent.books.costs import CallCostTracker, Source
 from agent.engines import engines
-from agent.local_llm import script_client_transport
-from agent.personas import STARTER_PERSONAS
-from agent.prompt import count_tokens
+from engines.offline_script import script_client_transport
+from agent.accounts.personas import STARTER_PERSONAS
+from agent.memory.prompt import count_tokens
 from agent.settings import Settings
 from pipeline import local_engines
 from pipeline.services import build_services
 from processors.metering import PricedAs, UsageMeter
-from tests.fakes import OpenAIFake, ServedApp
+from fakes import OpenAIFake, ServedApp
 
 DATA = Path(__file__).parent / "data"
 BRAD = STARTER_PERSONAS[0]

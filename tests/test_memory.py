@@ -5,9 +5,9 @@ import datetime as dt
 import pytest
 from pydantic import ValidationError
 
-from agent.memory import CallSummary, Fact, RelationshipUpdate, Storyline
-from agent.personas import Persona
-from agent.prompt import build_composite_prompt, compose_prompt, count_tokens
+from agent.memory.relationships import CallSummary, Fact, RelationshipUpdate, Storyline
+from agent.accounts.personas import Persona
+from agent.memory.prompt import build_composite_prompt, compose_prompt, count_tokens
 
 DEMO = {"id": "demo", "display_name": "Sam"}
 

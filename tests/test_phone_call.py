@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from agent.pricing import DEFAULT_PRICES_FILE
+from agent.books.pricing import DEFAULT_PRICES_FILE
 from tests.phone_rig import DATA, PhoneRig
 
 
@@ -97,7 +97,7 @@ LONG_REPLY = ("Stoked to hear from you! The waves were great this morning, I cau
 async def test_warning_is_spoken_once_and_the_cutoff_says_goodbye_and_hangs_up(tmp_path):
     with PhoneRig(tmp_path, transcripts=["Hi Brad, how are you doing today?"],
                   cerebras_script=[LONG_REPLY, LONG_REPLY], prices_file=_expensive_llm_prices(tmp_path)) as rig:
-        from agent.budgets import BudgetManager, BudgetSettings
+        from agent.books.budgets import BudgetManager, BudgetSettings
         from storage.users import UserStore
 
         budgets = BudgetManager(UserStore(rig.calls.db), rig.calls)
@@ -137,7 +137,7 @@ async def test_warning_is_spoken_once_and_the_cutoff_says_goodbye_and_hangs_up(t
 
 
 async def test_cerebras_500_fails_over_and_openai_answers_the_same_turn(tmp_path):
-    from tests.fakes import ErrorReply
+    from fakes import ErrorReply
 
     with PhoneRig(tmp_path, transcripts=["Hi Brad, how are you doing today?"],
                   cerebras_script=[ErrorReply(status=500)], openai_script=["Hey! OpenAI here, all good."]) as rig:

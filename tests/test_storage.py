@@ -2,7 +2,7 @@
 
 from sqlalchemy import inspect
 
-from agent.personas import DEMO_USER_ID, STARTER_PERSONAS
+from agent.accounts.personas import DEMO_USER_ID, STARTER_PERSONAS
 from agent.runtime import Runtime
 
 

@@ -12,7 +12,7 @@ from agent.settings import Settings
 from server import create_app
 from storage.calls import CallStore
 from storage.db import Database
-from tests.fakes import DeepgramFake, ElevenLabsFake, OpenAIFake, ServedApp
+from fakes import DeepgramFake, ElevenLabsFake, OpenAIFake, ServedApp
 from tests.phone_rig import DATA
 
 

@@ -12,7 +12,7 @@ import argparse
 import signal
 import threading
 
-from tests.fakes import DeepgramFake, ElevenLabsFake, OpenAIFake, ServedApp, TwilioRestFake
+from fakes import DeepgramFake, ElevenLabsFake, OpenAIFake, ServedApp, TwilioRestFake
 
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "local-twilio-token"

@@ -23,12 +23,12 @@ from pathlib import Path
 import httpx
 from twilio.request_validator import RequestValidator
 
-from agent.money import format_usd
-from agent.personas import DEMO_USER_PHONE
+from agent.books.money import format_usd
+from agent.accounts.personas import DEMO_USER_PHONE
 from agent.settings import load_settings
 from storage.calls import CallStore
 from storage.db import Database
-from tests.fakes.twilio_caller import TwilioCaller
+from fakes.twilio_caller import TwilioCaller
 
 
 def synthesise(text: str, folder: Path) -> Path:

@@ -1,0 +1,328 @@
+"""The books of one call: every metered unit becomes a priced cost event.
+
+`CallCostTracker` is called from the audio pipeline, so tracking is synchronous
+and in memory; events reach the database in batches from a background flush
+(never one round trip per frame), with retries so a database hiccup delays
+events but never drops them. Totals are sums of integer micro-dollar events,
+so the events, the breakdown and the final subtotal agree exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Protocol
+
+from loguru import logger
+
+from agent.books.money import round_micros, round_to_cent
+from agent.books.pricing import PriceBook, Rate
+
+
+HEARTBEAT_SECS = 10.0
+
+
+class Source(StrEnum):
+    MEASURED = "measured"  # counted by us from what we sent or received
+    VENDOR = "vendor"  # reported by the vendor (usage chunk, call duration)
+    ESTIMATED = "estimated"  # derived: an estimate, or a local engine priced as the vendor would
+
+
+class Service(StrEnum):
+    TWILIO = "twilio"
+    STT = "stt"
+    LLM = "llm"
+    TTS = "tts"
+    MEMORY = "memory"
+
+
+@dataclass(frozen=True)
+class CostEvent:
+    call_id: str
+    user_id: str
+    seq: int
+    service: str
+    kind: str
+    vendor: str
+    model: str
+    unit: str
+    quantity: Decimal
+    unit_price: Decimal
+    cost_micros: int
+    source: str
+    price_version: str
+    detail: str | None
+    created_at: dt.datetime
+
+    def row(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["quantity"] = str(self.quantity)
+        data["unit_price"] = str(self.unit_price)
+        return data
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "CostEvent":
+        fields = {k: row[k] for k in cls.__dataclass_fields__}
+        fields["quantity"] = Decimal(row["quantity"])
+        fields["unit_price"] = Decimal(row["unit_price"])
+        return cls(**fields)
+
+
+@dataclass
+class ServiceTotal:
+    cost_micros: int = 0
+    units: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"cost_micros": self.cost_micros, "units": {u: str(q) for u, q in sorted(self.units.items())}}
+
+
+@dataclass(frozen=True)
+class FinalBreakdown:
+    call_id: str
+    services: dict[str, dict[str, Any]]
+    subtotal_micros: int
+    stripe_fee_micros: int
+    total_micros: int
+    amount_charged_micros: int
+    profit_margin_micros: int
+    price_version: str
+    finalized_at: dt.datetime
+
+
+class EventSink(Protocol):
+    """Where events go: the call store, or anything that persists them."""
+
+    async def append_events(self, events: list[dict[str, Any]], spent: tuple[str, int] | None = None) -> None: ...
+
+
+def stripe_fee_micros(subtotal_micros: int, prices: PriceBook) -> int:
+    """Seed rule: 2.9% + 30¢ of the subtotal; nothing to charge means no fee."""
+    if subtotal_micros <= 0:
+        return 0
+    percent = prices.rate("stripe", "payments", "card", "percent")
+    fixed = prices.rate("stripe", "payments", "card", "charge")
+    return round_micros(Decimal(subtotal_micros) * percent.price / percent.per) + fixed.cost_micros(1)
+
+
+class CallCostTracker:
+    """The running ledger of one call."""
+
+    def __init__(self, call_id: str, user_id: str, prices: PriceBook, sink: EventSink | None = None,
+                 *, direction: str = "inbound", flush_interval: float = 1.0) -> None:
+        self.call_id = call_id
+        self.user_id = user_id
+        self.prices = prices
+        self.sink = sink
+        self.direction = direction
+        self.flush_interval = flush_interval
+        self._events: list[CostEvent] = []
+        self._pending: list[CostEvent] = []
+        self._totals: dict[str, ServiceTotal] = defaultdict(ServiceTotal)
+        self._subtotal = 0
+        self._seq = 0
+        self._started_monotonic: float | None = None
+        self._duration_tracked = False
+        self._flush_task: asyncio.Task | None = None
+        self._flush_lock = asyncio.Lock()
+        self._last_write = time.monotonic()
+        self.finalized: FinalBreakdown | None = None
+        self.listeners: list[Any] = []  # callables(tracker) after each event: the budget guard, live views
+
+    # -- tracking -------------------------------------------------------
+
+    def track_tts(self, characters: int, *, model: str, vendor: str = "elevenlabs",
+                  source: Source = Source.VENDOR, detail: str | None = None) -> CostEvent:
+        rate = self.prices.rate(vendor, "tts", model, "character")
+        return self._record(Service.TTS, "tts_request", rate, characters, source, detail)
+
+    def track_llm(self, prompt_tokens: int, completion_tokens: int, *, vendor: str, model: str,
+                  fallback_reason: str | None = None, source: Source = Source.VENDOR,
+                  kind: str = "ai_inference", service: Service = Service.LLM) -> list[CostEvent]:
+        detail = f"fallback: {fallback_reason}" if fallback_reason else None
+        rate_in = self.prices.rate(vendor, "llm", model, "input_token")
+        rate_out = self.prices.rate(vendor, "llm", model, "output_token")
+        _check_units(prompt_tokens, completion_tokens)
+        return [
+            self._record(service, kind, rate_in, prompt_tokens, source, detail),
+            self._record(service, kind, rate_out, completion_tokens, source, detail),
+        ]
+
+    def track_stt(self, seconds: Decimal, *, model: str, vendor: str = "deepgram",
+                  source: Source = Source.MEASURED) -> CostEvent:
+        rate = self.prices.rate(vendor, "stt", model, "second")
+        return self._record(Service.STT, "stt_chunk", rate, Decimal(seconds), source, None)
+
+    def track_call_duration(self, seconds: int, *, source: Source = Source.VENDOR) -> CostEvent | None:
+        """The carrier's minutes, priced per started minute; once per call."""
+        _check_units(seconds)
+        if self._duration_tracked:
+            return None
+        self._duration_tracked = True
+        rate = self.prices.rate("twilio", "voice", self.direction, "minute")
+        minutes = math.ceil(Decimal(seconds) / 60)
+        return self._record(Service.TWILIO, "twilio_duration", rate, minutes, source, f"{seconds} s")
+
+    def track_memory(self, operation: str, count: int = 1, *, source: Source = Source.ESTIMATED) -> CostEvent:
+        rate = self.prices.rate("callmeback", "memory", operation, "operation")
+        return self._record(Service.MEMORY, "memory_operation", rate, count, source, operation)
+
+    def _record(self, service: Service, kind: str, rate: Rate, quantity: Decimal | int, source: Source,
+                detail: str | None) -> CostEvent:
+        if self.finalized is not None:
+            raise RuntimeError(f"call {self.call_id} is finalised; no more costs can be added")
+        quantity = Decimal(quantity)
+        _check_units(quantity)
+        self._seq += 1
+        event = CostEvent(
+            call_id=self.call_id, user_id=self.user_id, seq=self._seq, service=service.value, kind=kind,
+            vendor=rate.vendor, model=rate.model, unit=rate.unit, quantity=quantity,
+            unit_price=rate.unit_price, cost_micros=rate.cost_micros(quantity), source=Source(source).value,
+            price_version=rate.version, detail=detail, created_at=dt.datetime.now(dt.timezone.utc),
+        )
+        self._apply(event)
+        self._pending.append(event)
+        for listener in self.listeners:
+            listener(self)
+        return event
+
+    def _apply(self, event: CostEvent) -> None:
+        self._events.append(event)
+        total = self._totals[event.service]
+        total.cost_micros += event.cost_micros
+        total.units[event.unit] += event.quantity
+        self._subtotal += event.cost_micros
+
+    # -- reading --------------------------------------------------------
+
+    @property
+    def events(self) -> list[CostEvent]:
+        return list(self._events)
+
+    @property
+    def subtotal_micros(self) -> int:
+        """Sum of the recorded events."""
+        return self._subtotal
+
+    def mark_started(self) -> None:
+        self._started_monotonic = time.monotonic()
+
+    def provisional_duration_micros(self) -> int:
+        """Carrier minutes accrued so far but not yet reported by the carrier."""
+        if self._duration_tracked or self._started_monotonic is None:
+            return 0
+        elapsed = Decimal(time.monotonic() - self._started_monotonic)
+        rate = self.prices.rate("twilio", "voice", self.direction, "minute")
+        return rate.cost_micros(math.ceil(elapsed / 60) if elapsed > 0 else 0)
+
+    def total_micros(self) -> int:
+        """Events plus the Stripe fee: what finalising now would make the total."""
+        return self._subtotal + stripe_fee_micros(self._subtotal, self.prices)
+
+    def running_total_micros(self) -> int:
+        """What the user would pay if the call ended now: events, minutes so far, Stripe fee."""
+        subtotal = self._subtotal + self.provisional_duration_micros()
+        return subtotal + stripe_fee_micros(subtotal, self.prices)
+
+    def breakdown(self) -> dict[str, dict[str, Any]]:
+        return {service: total.as_dict() for service, total in sorted(self._totals.items())}
+
+    # -- persistence ----------------------------------------------------
+
+    def start(self) -> None:
+        """Begin the periodic background flush (call from a running event loop)."""
+        if self._flush_task is None and self.sink is not None:
+            self._flush_task = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        delay = self.flush_interval
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                # A quiet call still writes now and then: its heartbeat says it is alive.
+                await self.flush(heartbeat=time.monotonic() - self._last_write >= HEARTBEAT_SECS)
+                delay = self.flush_interval
+            except Exception as exc:  # keep the events; try again, more slowly
+                delay = min(delay * 2, 30.0)
+                logger.warning(f"call {self.call_id}: cost flush failed ({exc}); retrying in {delay:.0f} s")
+
+    async def flush(self, *, heartbeat: bool = False) -> None:
+        """Persist pending events with the running total. On failure nothing is lost."""
+        if self.sink is None:
+            return
+        async with self._flush_lock:
+            batch = self._pending
+            if not batch and not heartbeat:
+                return
+            self._pending = []
+            try:
+                await self.sink.append_events([e.row() for e in batch], (self.call_id, self.running_total_micros()))
+                self._last_write = time.monotonic()
+            except BaseException:
+                self._pending = batch + self._pending
+                raise
+
+    async def close(self, *, attempts: int = 5) -> None:
+        """Stop the background flush and write everything that is left, retrying."""
+        if self._flush_task is not None:
+            self._flush_task.cancel()
+            try:
+                await self._flush_task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._flush_task = None
+        for attempt in range(attempts):
+            try:
+                await self.flush()
+                return
+            except Exception as exc:
+                if attempt == attempts - 1:
+                    raise
+                logger.warning(f"call {self.call_id}: final cost flush failed ({exc}); retrying")
+                await asyncio.sleep(0.2 * 2**attempt)
+
+    # -- the end --------------------------------------------------------
+
+    def finalize(self, *, amount_charged_micros: int | None = None) -> FinalBreakdown:
+        """Close the books: subtotal, Stripe fee, total and margin.
+
+        `amount_charged_micros` is what was actually captured; by default the
+        total rounded half-up to a cent (what would be charged).
+        """
+        if self.finalized is not None:
+            return self.finalized
+        subtotal = self._subtotal
+        fee = stripe_fee_micros(subtotal, self.prices)
+        total = subtotal + fee
+        charged = round_to_cent(total) if amount_charged_micros is None else amount_charged_micros
+        self.finalized = FinalBreakdown(
+            call_id=self.call_id, services=self.breakdown(), subtotal_micros=subtotal, stripe_fee_micros=fee,
+            total_micros=total, amount_charged_micros=charged, profit_margin_micros=charged - total,
+            price_version=self.prices.version, finalized_at=dt.datetime.now(dt.timezone.utc),
+        )
+        return self.finalized
+
+    @classmethod
+    def from_events(cls, call_id: str, user_id: str, prices: PriceBook, rows: list[dict[str, Any]],
+                    sink: EventSink | None = None, *, direction: str = "inbound") -> "CallCostTracker":
+        """Rebuild a ledger from stored events (start-up reconciliation after a crash)."""
+        tracker = cls(call_id, user_id, prices, sink, direction=direction)
+        for row in sorted(rows, key=lambda r: r["seq"]):
+            event = CostEvent.from_row(row)
+            tracker._apply(event)
+            tracker._seq = max(tracker._seq, event.seq)
+            if event.kind == "twilio_duration":
+                tracker._duration_tracked = True
+        return tracker
+
+
+def _check_units(*quantities: Decimal | int) -> None:
+    for quantity in quantities:
+        if quantity < 0:
+            raise ValueError(f"units must not be negative (got {quantity})")

@@ -1,0 +1,195 @@
+"""The offline demo "LLM": a small deterministic persona script on the OpenAI wire.
+
+No practical LLM ships in a package (VENDORS.md A3), yet the embedded default
+must let someone talk to a persona with no keys. So the script answers a few
+simple kinds of input in the persona's name, always hands the turn back with a
+question, and says plainly that it is the offline demo script when asked.
+
+It is served as an httpx transport that speaks chat completions (streamed
+chunks and a usage chunk), handed to the openai SDK's client: Pipecat's
+`OpenAILLMService`, the SDK and our usage metering all run unchanged, in
+process, with no socket and no server to start.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from engines.tokenizer import count_tokens
+
+SCRIPT_MODEL = "callmeback-offline-script"
+_TOKENS_PER_MESSAGE = 3  # role and separators, as chat models count them
+
+DEMO_ANSWER = ("I'm {name}'s offline demo script: no AI model is connected right now, so I only know a few "
+               "simple replies. Add an LLM key, or point LLM_BASE_URL at a local model server, for a real "
+               "conversation. Want to try something else?")
+FOLLOW_UPS = ("Can you tell me more about that?", "How did that make you feel?", "What happened next?",
+              "What would you like to talk about now?")
+_ABOUT_ME = re.compile(r"\b(demo|offline|script|robot|bot|ai|a\.i|artificial intelligence|llm|language model|"
+                       r"are you (real|human|a person|a computer|a machine))\b")
+_BYE = re.compile(r"\b(bye|goodbye|good night|see you|talk (to you )?later|gotta go|hang up)\b")
+_THANKS = re.compile(r"\b(thanks|thank you|cheers)\b")
+_HOW_ARE_YOU = re.compile(r"\bhow (are|r) (you|u)\b|\bhow('s| is) it going\b|\bhow have you been\b")
+_ASK_NAME = re.compile(r"\b(your name|who are you|who is this|who's this|who am i (talking|speaking) to)\b")
+_GIVE_NAME = re.compile(r"\b(?:my name is|my name's|call me)\s+([A-Za-z][A-Za-z'-]+)", re.IGNORECASE)
+# "I'm fine" is not a name: after these, only a capitalised word is taken as one (transcripts capitalise names).
+_MAYBE_NAME = re.compile(r"\b(?:[Ii] am|[Ii]'m|[Tt]his is|[Ii]t's)\s+([A-Z][a-z'-]+)\b")
+_GREETING = re.compile(r"^\W*(hi|hello|hey|hiya|howdy|yo|good (morning|afternoon|evening))\b")
+_FEEL_GOOD = re.compile(r"\b(good|great|fine|well|okay|ok|not bad|awesome|fantastic|wonderful)\b")
+_FEEL_BAD = re.compile(r"\b(bad|sad|tired|awful|terrible|not great|not good|stressed|sick|rough)\b")
+_QUESTION = re.compile(r"\?\s*$|^\W*(what|why|how|when|where|who|which|can|could|do|does|did|is|are|will|would)\b")
+_NOT_NAMES = {"fine", "good", "great", "okay", "ok", "well", "doing", "not", "just", "so", "very", "here", "sorry",
+              "glad", "happy", "tired", "sad", "going", "calling", "a", "the", "back", "busy", "sure", "really"}
+
+
+def persona_name_from_prompt(system_prompt: str) -> str:
+    """The persona's name as our prompts introduce it ("You are Brad, ..."), else a neutral one."""
+    found = re.search(r"\bYou are ([A-Z][\w'-]*(?: [A-Z][\w'-]*)*)", system_prompt)
+    return found.group(1) if found else "your persona"
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts
+        return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return ""
+
+
+@dataclass(frozen=True)
+class PersonaScript:
+    """What the persona says next, decided only by the conversation so far (deterministic)."""
+
+    name: str | None = None
+
+    def reply(self, messages: list[dict[str, Any]]) -> str:
+        system = " ".join(_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
+        name = self.name or persona_name_from_prompt(system)
+        users = [_text(m.get("content")).strip() for m in messages if m.get("role") == "user"]
+        users = [u for u in users if u]
+        if not users:
+            return f"Hi, it's {name}! How's your day going?"
+        said = users[-1]
+        lower = said.lower()
+        if _ABOUT_ME.search(lower):
+            return DEMO_ANSWER.format(name=name)
+        if _BYE.search(lower):
+            return "It was lovely talking to you. Bye for now!"
+        if _ASK_NAME.search(lower):
+            return f"I'm {name}. And what's your name?"
+        given = _GIVE_NAME.search(said) or _MAYBE_NAME.search(said)
+        if given and given.group(1).lower() not in _NOT_NAMES:
+            return f"Nice to meet you, {given.group(1).capitalize()}! I'm {name}. What would you like to talk about?"
+        if _HOW_ARE_YOU.search(lower):
+            return "I'm doing great, thanks for asking! How about you?"
+        if _GREETING.search(lower):
+            return f"Hey, {name} here! Good to hear from you. How's your day going?"
+        short = len(lower.split()) <= 6
+        if short and _FEEL_BAD.search(lower):
+            return "Oh no, I'm sorry to hear that. Do you want to tell me what's going on?"
+        if short and _FEEL_GOOD.search(lower):
+            return "Glad to hear it! What have you been up to lately?"
+        if _THANKS.search(lower):
+            return "You're welcome! What else is on your mind?"
+        if _QUESTION.search(lower):
+            return ("That's a good question. I'm only the offline demo script, so I can't really answer it. "
+                    "What do you think?")
+        heard = " ".join(said.rstrip(".!").split()[:12])
+        return f"I heard you say: {heard}. {FOLLOW_UPS[(len(users) - 1) % len(FOLLOW_UPS)]}"
+
+
+def memory_update(messages: list[dict[str, Any]]) -> str:
+    """The post-call memory extraction, scripted: the caller's name if they gave it, and a summary.
+
+    The extraction request carries the transcript as "user: ..." lines in its last message.
+    """
+    transcript = _text(messages[-1].get("content")) if messages else ""
+    said = [line[len("user: "):] for line in transcript.splitlines() if line.startswith("user: ")]
+    facts = []
+    for line in said:
+        given = _GIVE_NAME.search(line)
+        if given:
+            facts.append({"category": "user_facts", "key": "name", "value": given.group(1).capitalize()})
+            break
+    first = " ".join(said[0].split()[:12]) if said else "nothing much"
+    return json.dumps({"facts_to_add": facts, "facts_to_update": [], "facts_to_remove": [],
+                       "summary": f"A short chat (offline demo script). It began with: {first}",
+                       "key_topics": [], "outcome": "ended", "storylines": []})
+
+
+def prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    """An estimate in cl100k tokens: the script has no tokenizer of its own, and metering needs a number."""
+    return sum(count_tokens(_text(m.get("content"))) + _TOKENS_PER_MESSAGE for m in messages)
+
+
+class ScriptTransport(httpx.AsyncBaseTransport):
+    """Answers `POST .../chat/completions` from a `PersonaScript`, as an OpenAI-compatible server would."""
+
+    def __init__(self, script: PersonaScript) -> None:
+        self.script = script
+        self.requests = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method != "POST" or not request.url.path.endswith("/chat/completions"):
+            return _error(404, f"the offline script only serves chat completions, not {request.url.path}")
+        try:
+            body = json.loads(await request.aread())
+            messages = list(body["messages"])
+        except (ValueError, KeyError, TypeError):
+            return _error(400, "expected a JSON body with messages")
+        self.requests += 1
+        wants_json = (body.get("response_format") or {}).get("type") == "json_object"
+        text = memory_update(messages) if wants_json else self.script.reply(messages)
+        usage = {"prompt_tokens": prompt_tokens(messages), "completion_tokens": count_tokens(text)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
+                "model": body.get("model") or SCRIPT_MODEL}
+        if not body.get("stream"):
+            choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+            return httpx.Response(200, json={**head, "object": "chat.completion", "choices": [choice],
+                                             "usage": usage})
+        with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return httpx.Response(200, headers={"content-type": "text/event-stream"},
+                              stream=_SSE(_events(head, text, usage if with_usage else None)))
+
+
+class _SSE(httpx.AsyncByteStream):
+    def __init__(self, events: AsyncIterator[bytes]) -> None:
+        self._events = events
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for event in self._events:
+            yield event
+
+
+async def _events(head: dict[str, Any], text: str, usage: dict[str, int] | None) -> AsyncIterator[bytes]:
+    """Chunks as a streaming chat model sends them: role, words, finish, then usage."""
+
+    def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        payload = {**head, "object": "chat.completion.chunk", "choices": choices, **extra}
+        return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+    yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+    for word in re.findall(r"\S+\s*", text):
+        yield event([{"index": 0, "delta": {"content": word}, "finish_reason": None}])
+    yield event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+    if usage is not None:
+        yield event([], usage=usage)
+    yield b"data: [DONE]\n\n"
+
+
+def _error(status: int, message: str) -> httpx.Response:
+    return httpx.Response(status, json={"error": {"message": message, "type": "invalid_request_error"}})
+
+
+def script_client_transport(persona_name: str | None = None) -> ScriptTransport:
+    """The transport to give `httpx.AsyncClient(transport=...)` for an openai client."""
+    return ScriptTransport(PersonaScript(persona_name))
