@@ -1,0 +1,1 @@
+"""Domain results translated into the API's shapes (`api.schemas`): the only place the two meet."""
