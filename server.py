@@ -19,6 +19,8 @@ from fastapi.staticfiles import StaticFiles
 from loguru import logger
 
 from agent.calls.lifecycle import CallLifecycle
+from agent.calls.ownership import OwnershipKeeper
+from agent.calls.reconcile import Reconciler
 from agent.calls.telephony import Twilio
 from agent.runtime import Runtime
 from agent.settings import Settings, load_settings
@@ -39,13 +41,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.lifecycle = CallLifecycle(runtime)
         app.state.twilio = Twilio(settings)
         app.state.room = WebRTCRoom(app.state.lifecycle, settings)
-        reconciler = asyncio.create_task(_reconcile_forever(app.state.lifecycle, settings.reconcile_interval_secs))
+        loops = [asyncio.create_task(_reconcile_forever(Reconciler(app.state.lifecycle),
+                                                        settings.reconcile_interval_secs)),
+                 asyncio.create_task(OwnershipKeeper(app.state.lifecycle).run_forever())]
         try:
             yield
         finally:
-            reconciler.cancel()
-            with suppress(asyncio.CancelledError):
-                await reconciler
+            for loop in loops:
+                loop.cancel()
+                with suppress(asyncio.CancelledError):
+                    await loop
             await app.state.room.close()
             await app.state.lifecycle.end_all("server_shutdown")
             await runtime.close()
@@ -59,11 +64,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def _reconcile_forever(lifecycle: CallLifecycle, every: float = 60.0) -> None:
-    """At start-up and then every minute: finish calls whose process died."""
+async def _reconcile_forever(reconciler: Reconciler, every: float = 60.0) -> None:
+    """At start-up and then every RECONCILE_INTERVAL_SECS: finish what dead or stalled workers left."""
     while True:
         try:
-            done = await lifecycle.reconcile()
+            done = await reconciler.run_once()
             if done:
                 logger.info(f"reconciled {len(done)} abandoned call(s)")
         except Exception as exc:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
 
 from agent.books.budgets import BudgetManager
 from agent.memory.relationships import PersonaRelationshipManager
@@ -11,6 +14,7 @@ from agent.books.pricing import PriceBook
 from agent.settings import Settings
 from storage.calls import CallStore
 from storage.db import Database
+from storage.leases import LeaseStore
 from storage.memory import MemoryStore
 from storage.users import UserStore
 
@@ -24,6 +28,9 @@ class Runtime:
     calls: CallStore
     memory: PersonaRelationshipManager
     budgets: BudgetManager
+    leases: LeaseStore
+    # Unique per process start: the owner written on the calls this process runs.
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()[:24]}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
     @classmethod
     async def start(cls, settings: Settings, *, seed: bool = True) -> "Runtime":
@@ -32,7 +39,8 @@ class Runtime:
         await db.migrate()
         users, calls = UserStore(db), CallStore(db)
         runtime = cls(settings=settings, db=db, prices=settings.price_book, users=users, calls=calls,
-                      memory=PersonaRelationshipManager(MemoryStore(db)), budgets=BudgetManager(users, calls))
+                      memory=PersonaRelationshipManager(MemoryStore(db)), budgets=BudgetManager(users, calls),
+                      leases=LeaseStore(db))
         if seed:
             await seed_starter_data(users)
         await runtime.check_persona_prices()

@@ -66,9 +66,14 @@ class Settings(BaseSettings):
     prompt_token_budget: int = Field(4300, ge=200)
     memory_load_timeout_secs: float = Field(1.5, gt=0)
     cost_flush_interval_secs: float = Field(1.0, gt=0)
-    stale_call_secs: float = Field(60.0, gt=0)  # a live call silent this long belongs to a dead process
+    # A live call's owner renews its lease every HEARTBEAT_SECS; a call whose lease is
+    # STALE_CALL_SECS old belongs to a dead or stalled worker and may be taken over.
+    heartbeat_secs: float = Field(10.0, gt=0)
+    stale_call_secs: float = Field(60.0, gt=0)
+    end_poll_secs: float = Field(1.0, gt=0, le=10)  # how often a worker looks for end requests and lost leases
     reconcile_interval_secs: float = Field(60.0, gt=0)
     extraction_timeout_secs: float = Field(20.0, gt=0)
+    extraction_backoff_secs: float = Field(30.0, ge=0)  # before the second attempt; doubled after each failure
 
     @field_validator("prices_file", mode="before")
     @classmethod
@@ -107,6 +112,11 @@ class Settings(BaseSettings):
                 raise ValueError("JWT_SECRET must be at least 32 characters when PUBLIC_BASE_URL is set")
             if len(self.admin_token) < 24:
                 raise ValueError("ADMIN_TOKEN must be at least 24 characters when PUBLIC_BASE_URL is set")
+        if self.stale_call_secs < 3 * self.heartbeat_secs:
+            raise ValueError(
+                f"STALE_CALL_SECS ({self.stale_call_secs:g}) must be at least three times HEARTBEAT_SECS "
+                f"({self.heartbeat_secs:g}): otherwise a healthy call whose heartbeat is a little late "
+                "is taken for a dead worker's and finalised while it is still running")
         if self.stripe_secret_key and not self.stripe_secret_key.startswith(("sk_", "rk_")):
             raise ValueError("STRIPE_SECRET_KEY must be a Stripe secret key (sk_... or rk_...)")
         if not self.jwt_secret:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
+from loguru import logger
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
@@ -14,7 +16,7 @@ from starlette.routing import Match, Route
 from agent.books.billing import PaymentError
 from agent.books.budgets import BudgetRefused
 from agent.books.money import usd
-from agent.calls.lifecycle import DialError, MissingPhoneNumber, TelephonyNotConfigured
+from agent.calls.outbound import DialError, MissingPhoneNumber, TelephonyNotConfigured
 from agent.errors import Conflict, InvalidInput, NotFound
 from api.schemas import ErrorOut
 
@@ -73,6 +75,21 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TelephonyNotConfigured, plain(503))
     app.add_exception_handler(DialError, plain(502))
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for unreachable in DATABASE_UNREACHABLE:
+        app.add_exception_handler(unreachable, _database_unreachable)
+
+
+# What the database driver raises when the database is down or the connection dropped.
+DATABASE_UNREACHABLE: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError,
+    sqlalchemy.exc.DisconnectionError, OSError)
+
+
+async def _database_unreachable(request: Request, exc: Exception) -> JSONResponse:
+    """The database is away: a 503 the client can retry, never a 500 with a traceback."""
+    logger.error(f"{request.method} {request.url.path}: database unreachable ({exc.__class__.__name__})")
+    return JSONResponse({"detail": "the database is unreachable right now; try again in a few seconds"},
+                        status_code=503, headers={"Retry-After": "5"})
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

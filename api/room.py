@@ -21,7 +21,7 @@ from agent.engines import engines
 from api.deps import AdminCredentials, CallIdPath, Lifecycle, Rt, User, require_admin
 from api.errors import errors
 from api.schemas import ID_PATTERN
-from pipeline.webrtc import WebRTCRoom
+from pipeline.webrtc import InvalidOffer, WebRTCRoom, check_offer_sdp
 
 WEB_DIR = FilePath(__file__).parent.parent / "web" / "static"
 router = APIRouter(tags=["room"], responses=errors(400, 401, 403, 404))
@@ -105,35 +105,51 @@ async def room_start(rt: Rt, lifecycle: Lifecycle, user: User, body: RoomStartIn
     return {"sessionId": allowance.call_id, "iceConfig": {"iceServers": []}}
 
 
-async def _room_call(rt: Rt, user: User, call_id: str, *, renegotiating: bool) -> None:
-    """The signed-in user's own room call: waiting for its first offer, or live when renegotiating."""
+async def _own_room_call(rt: Rt, user: User, call_id: str) -> dict[str, Any]:
+    """The signed-in user's own room call; someone else's does not exist for them."""
     call = await rt.calls.get(call_id)
-    wanted = ("created", "live") if renegotiating else ("created",)
-    if call is None or call["user_id"] != user["id"] or call["direction"] != "webrtc" or call["status"] not in wanted:
-        raise HTTPException(404, "no room call of yours waiting for this session")
+    if call is None or call["user_id"] != user["id"] or call["direction"] != "webrtc":
+        raise HTTPException(404, "no room call of yours for this session")
+    return call
 
 
-@router.post("/sessions/{session_id}/api/offer", summary="WebRTC offer for a room call")
-async def room_offer(request: Request, rt: Rt, user: User, session_id: CallIdPath, body: OfferIn) -> dict[str, Any]:
+@router.post("/sessions/{session_id}/api/offer", responses=errors(409),
+             summary="WebRTC offer for a room call (the first one starts it; only one can)")
+async def room_offer(request: Request, rt: Rt, lifecycle: Lifecycle, user: User, session_id: CallIdPath,
+                     body: OfferIn) -> dict[str, Any]:
     room: WebRTCRoom = request.app.state.room
-    await _room_call(rt, user, session_id, renegotiating=body.pc_id is not None)
+    call = await _own_room_call(rt, user, session_id)
     try:
-        return await room.offer(session_id, SmallWebRTCRequest(
-            sdp=body.sdp, type=body.type, pc_id=body.pc_id, restart_pc=body.restart_pc,
-            request_data=body.requestData))
+        check_offer_sdp(body.sdp)
+    except InvalidOffer as exc:
+        raise HTTPException(400, f"the WebRTC offer could not be used: {exc}") from None
+    offer = SmallWebRTCRequest(sdp=body.sdp, type=body.type, pc_id=body.pc_id, restart_pc=body.restart_pc,
+                               request_data=body.requestData)
+    if body.pc_id is not None:  # renegotiating: only the connection this call made, in the worker running it
+        try:
+            return await room.renegotiate(session_id, offer)
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from None
+    if call["status"] != "created":
+        raise HTTPException(409, f"call {session_id} has already started or ended; start a new one")
+    session = await lifecycle.begin(session_id)  # exactly one offer wins; the others get 409
+    try:
+        return await room.offer(session, offer)
     except Exception as exc:  # aiortc refuses what it cannot parse: the caller's error, not ours
         logger.warning(f"room offer for {session_id} refused: {exc!r}")
+        await lifecycle.end(session, reason="failed_to_start")
         raise HTTPException(400, f"the WebRTC offer could not be used: {exc}") from None
 
 
 @router.patch("/sessions/{session_id}/api/offer", status_code=204, response_class=Response,
-                summary="Trickle ICE candidates for a room call")
+              summary="Trickle ICE candidates for a room call")
 async def room_ice(request: Request, rt: Rt, user: User, session_id: CallIdPath, body: PatchIn) -> Response:
-    await _room_call(rt, user, session_id, renegotiating=True)
+    await _own_room_call(rt, user, session_id)
     room: WebRTCRoom = request.app.state.room
-    await room.patch(SmallWebRTCPatchRequest(pc_id=body.pc_id, candidates=[
-        IceCandidate(candidate=c.candidate, sdp_mid=c.sdp_mid, sdp_mline_index=c.sdp_mline_index)
-        for c in body.candidates]))
+    try:
+        await room.patch(session_id, SmallWebRTCPatchRequest(pc_id=body.pc_id, candidates=[
+            IceCandidate(candidate=c.candidate, sdp_mid=c.sdp_mid, sdp_mline_index=c.sdp_mline_index)
+            for c in body.candidates]))
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from None
     return Response(status_code=204)
-
-

@@ -21,7 +21,7 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from agent.books.billing import PaymentError
 from agent.books.budgets import BudgetRefused
-from agent.calls.lifecycle import CallLifecycle
+from agent.calls.lifecycle import CallLifecycle, CallNotWaiting
 from agent.calls.telephony import Twilio
 from agent.runtime import Runtime
 from agent.settings import Settings
@@ -30,6 +30,7 @@ from pipeline.call import run_call
 from pipeline.twilio import CallMeBackTwilioSerializer
 
 TWILIO_RATE = 8000
+CANT_TAKE_CALL = "Sorry, we can't take your call right now. Please try again in a few minutes."
 
 router = APIRouter(tags=["twilio"])
 
@@ -109,8 +110,12 @@ async def twilio_voice(request: Request) -> Response:
     if isinstance(call, Response):
         return call
     rt: Runtime = request.app.state.runtime
-    user = await rt.users.user_by_phone(call.From)
-    persona = await rt.users.persona_by_phone(call.To)
+    try:
+        user = await rt.users.user_by_phone(call.From)
+        persona = await rt.users.persona_by_phone(call.To)
+    except Exception as exc:  # the database is down: say so in words, not with Twilio's generic error
+        logger.error(f"inbound call {call.CallSid} could not be looked up: {exc!r}")
+        return say_and_hang_up(CANT_TAKE_CALL)
     if user is None or persona is None:
         return say_and_hang_up("Sorry, this number is not set up for calls yet. Goodbye.")
     try:
@@ -120,7 +125,7 @@ async def twilio_voice(request: Request) -> Response:
         return say_and_hang_up(refused.message)
     except Exception as exc:  # the database or another dependency is down: no call, and say so
         logger.error(f"inbound call {call.CallSid} could not start: {exc!r}")
-        return say_and_hang_up("Sorry, we can't take your call right now. Please try again in a few minutes.")
+        return say_and_hang_up(CANT_TAKE_CALL)
     return connect_twiml(request, allowance.call_id)
 
 
@@ -129,7 +134,11 @@ async def twilio_outbound(call_id: str, request: Request) -> Response:
     form = await signed_form(request)
     if isinstance(form, Response):
         return form
-    call = await request.app.state.runtime.calls.get(call_id)
+    try:
+        call = await request.app.state.runtime.calls.get(call_id)
+    except Exception as exc:
+        logger.error(f"outbound call {call_id} could not be looked up: {exc!r}")
+        return say_and_hang_up(CANT_TAKE_CALL)
     if call is None or call["status"] != "created" or call["direction"] != "outbound":
         return say_and_hang_up("Sorry, this call has expired. Goodbye.")
     return connect_twiml(request, call_id)
@@ -160,12 +169,21 @@ async def twilio_media(websocket: WebSocket, call_id: str) -> None:
         await websocket.close(code=1008)
         return
     lifecycle: CallLifecycle = websocket.app.state.lifecycle
-    session = await lifecycle.begin(call_id)
+    try:
+        session = await lifecycle.begin(call_id)  # exactly one media connection wins
+    except CallNotWaiting as exc:
+        logger.warning(f"media stream for {call_id} refused: {exc}")
+        await websocket.close(code=1008, reason="call not waiting to start")
+        return
+    except Exception as exc:  # the database is away: no call, and Twilio hears why
+        logger.error(f"media stream for {call_id} could not start: {exc!r}")
+        await websocket.close(code=1011, reason="call could not start")
+        return
     reason, outcome = "error", None
     running: dict[str, PipelineWorker] = {}
 
     async def hang_up() -> None:
-        """Someone ended the call from outside (an operator): stop the pipeline, then the line."""
+        """The call ends from outside (an operator, or another worker took it): stop the pipeline, then the line."""
         if "worker" in running:
             await running["worker"].cancel(reason=session.end_requested or "ended")
         await twilio.hang_up(call_data["call_id"])

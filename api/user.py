@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from agent.calls.lifecycle import place_outbound_call
+from agent.calls.outbound import place_outbound_call
 from agent.memory.relationships import Fact, FactCategory
 from api.deps import Lifecycle, OwnCall, PersonaRow, Rt, TwilioClient, User, persona_named
 from api.errors import PaymentRequiredOut, errors

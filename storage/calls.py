@@ -10,6 +10,7 @@ from sqlalchemy import and_, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.db import Database
+from storage.leases import Fence, LeaseLost
 from storage.schema import call_cost_breakdowns, call_cost_events, calls, users
 from storage.util import insert_ignoring_conflicts, row_dict, utcnow
 
@@ -111,18 +112,35 @@ class CallStore:
             rows = await conn.execute(select(calls).where(calls.c.status == "live").order_by(calls.c.started_at))
         return [row_dict(r) for r in rows]
 
-    async def append_events(self, events: list[dict[str, Any]], spent: tuple[str, int] | None = None) -> None:
-        """Insert cost events (idempotent on (call_id, seq)) and the call's running total together."""
+    async def append_events(self, events: list[dict[str, Any]], spent: tuple[str, int] | None = None,
+                            *, fence: Fence | None = None) -> None:
+        """Insert cost events (idempotent on (call_id, seq)) and the call's running total together.
+
+        With a fence, the write lands only while that owner still holds the live call;
+        otherwise nothing is written and `LeaseLost` is raised.
+        """
         if not events and spent is None:
             return
         async with self.db.begin() as conn:
-            if events:
-                stmt = insert_ignoring_conflicts(conn, call_cost_events, ["call_id", "seq"])
-                await conn.execute(stmt, events)
-            if spent is not None:
+            if fence is not None:
+                total = {"spent_micros": spent[1]} if spent is not None else {}
+                moved = await conn.execute(update(calls).where(fence.matches(), calls.c.status == "live").values(
+                    heartbeat_at=utcnow(), **total))
+                if moved.rowcount != 1:
+                    raise LeaseLost(f"call {fence.call_id} is no longer owned by {fence.owner}")
+            elif spent is not None:
                 call_id, micros = spent
                 await conn.execute(update(calls).where(calls.c.id == call_id).values(
                     spent_micros=micros, heartbeat_at=utcnow()))
+            if events:
+                stmt = insert_ignoring_conflicts(conn, call_cost_events, ["call_id", "seq"])
+                await conn.execute(stmt, events)
+
+    async def update_live(self, fence: Fence, **values: Any) -> bool:
+        """Update a live call on behalf of its owner; False if the owner lost it."""
+        async with self.db.begin() as conn:
+            moved = await conn.execute(update(calls).where(fence.matches(), calls.c.status == "live").values(**values))
+        return moved.rowcount == 1
 
     async def events(self, call_id: str) -> list[dict[str, Any]]:
         async with self.db.connect() as conn:
@@ -131,14 +149,17 @@ class CallStore:
             )
         return [row_dict(r) for r in rows]
 
-    async def save_breakdown(self, breakdown: dict[str, Any], call_values: dict[str, Any]) -> bool:
-        """Store the final breakdown once; returns False if the call was already finalised."""
+    async def save_breakdown(self, breakdown: dict[str, Any], call_values: dict[str, Any], *, fence: Fence) -> bool:
+        """End the call and store its final breakdown, once, and only by the call's current owner.
+
+        Returns False (writing nothing) if the call has already ended or the fence is stale.
+        """
         async with self.db.begin() as conn:
-            stmt = insert_ignoring_conflicts(conn, call_cost_breakdowns, ["call_id"]).values(**breakdown)
-            result = await conn.execute(stmt)
-            if result.rowcount == 0:
+            ended = await conn.execute(update(calls).where(
+                fence.matches(), calls.c.status.in_(LIVE_STATUSES)).values(**call_values))
+            if ended.rowcount != 1:
                 return False
-            await conn.execute(update(calls).where(calls.c.id == breakdown["call_id"]).values(**call_values))
+            await conn.execute(insert_ignoring_conflicts(conn, call_cost_breakdowns, ["call_id"]).values(**breakdown))
             return True
 
     async def breakdown(self, call_id: str) -> dict[str, Any] | None:

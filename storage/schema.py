@@ -158,6 +158,15 @@ calls = Table(
     # Written with every cost flush: a live call whose heartbeat stops (its
     # process died) is finished by start-up reconciliation in any process.
     _ts("heartbeat_at", nullable=True),
+    # One owner per live call (docs/calls.md): the worker that won created -> live,
+    # and a fencing token (the epoch) every write of that owner carries. Another
+    # worker may take the call over only once the lease has expired, by raising
+    # the epoch; the old owner's writes then match no row.
+    Column("owner", String(64), nullable=True),
+    Column("lease_epoch", Integer, nullable=False, default=0, server_default="0"),
+    _ts("lease_expires_at", nullable=True),
+    Column("end_requested", String(64), nullable=True),  # set by any worker, acted on by the owner
+    _ts("claimed_until", nullable=True),  # reconciliation work on this call is claimed by one worker
     Index(None, "user_id", "created_at"),
     Index(None, "status"),
 )

@@ -8,7 +8,7 @@ from sqlalchemy import insert, select, update
 
 from storage.db import Database
 from storage.schema import personas, user_budget_settings, users
-from storage.util import row_dict, upsert, utcnow
+from storage.util import insert_ignoring_conflicts, row_dict, upsert, utcnow
 
 
 class UserStore:
@@ -17,11 +17,13 @@ class UserStore:
 
     # users
     async def create_user(self, user_id: str, *, display_name: str = "", phone_number: str | None = None,
-                          time_zone: str = "UTC") -> dict[str, Any]:
+                          time_zone: str = "UTC", if_absent: bool = False) -> dict[str, Any]:
+        """Insert a user; with `if_absent`, a user already there (another worker's start-up) is left as it is."""
         values = dict(id=user_id, display_name=display_name, phone_number=phone_number,
                       time_zone=time_zone, budget_version=0, created_at=utcnow())
         async with self.db.begin() as conn:
-            await conn.execute(insert(users).values(**values))
+            stmt = insert_ignoring_conflicts(conn, users, ["id"]) if if_absent else insert(users)
+            await conn.execute(stmt.values(**values))
         return values
 
     async def get_user(self, user_id: str) -> dict[str, Any] | None:

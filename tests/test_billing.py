@@ -2,6 +2,7 @@
 
 import pytest
 
+from agent.calls.reconcile import Reconciler
 from agent.books.billing import PaymentError
 from agent.books.budgets import BudgetSettings
 from agent.calls.lifecycle import CallLifecycle
@@ -48,7 +49,10 @@ async def test_a_call_is_authorised_then_captured_exactly(runtime, stripe_fake):
     assert breakdown["amount_charged_micros"] == final.amount_charged_micros
     assert breakdown["profit_margin_micros"] == final.amount_charged_micros - final.total_micros
     # A second attempt (a duplicate callback, a restart) charges nothing more.
-    await lifecycle._settle(allowance.call_id, intent["id"], final.amount_charged_micros)
+    await lifecycle.settle(allowance.call_id, intent["id"], final.amount_charged_micros)
+    assert len(stripe_fake.captures) == 1 and stripe_fake.replays == 0  # captured: nothing is asked again
+    # And were Stripe asked again (a crash between the capture and our record of it), the key replays it.
+    await lifecycle.billing.settle(allowance.call_id, intent["id"], final.amount_charged_micros)
     assert len(stripe_fake.captures) == 1 and stripe_fake.replays >= 1
 
 
@@ -72,7 +76,7 @@ async def test_a_zero_cost_call_cancels_the_hold(runtime, stripe_fake):
     import datetime as dt
 
     await runtime.calls.update(allowance.call_id, created_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1))
-    assert await lifecycle.reconcile() == [allowance.call_id]
+    assert await Reconciler(lifecycle).run_once() == [allowance.call_id]
     assert stripe_fake.captures == [] and len(stripe_fake.cancels) == 1
     assert (await runtime.calls.get(allowance.call_id))["payment_status"] == "canceled"
 
@@ -121,8 +125,8 @@ async def test_a_capture_that_fails_is_captured_once_by_reconciliation(runtime, 
     assert stripe_fake.captures == []
     assert (await runtime.calls.get(allowance.call_id))["payment_status"] == "capture_pending"
     restarted = CallLifecycle(runtime)
-    await restarted.reconcile()
-    await restarted.reconcile()
+    await Reconciler(restarted).run_once()
+    await Reconciler(restarted).run_once()
     assert stripe_fake.captures == [(next(iter(stripe_fake.intents)), final.amount_charged_micros // 10_000)]
     assert (await runtime.calls.get(allowance.call_id))["payment_status"] == "captured"
 

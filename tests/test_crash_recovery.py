@@ -107,7 +107,8 @@ async def test_killed_server_loses_no_cost_no_capture_and_no_memory(tmp_path):
                "OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": served["openai"].http_url + "/v1",
                "ELEVENLABS_API_KEY": "test-key", "ELEVENLABS_BASE_URL": served["elevenlabs"].ws_url,
                "STRIPE_SECRET_KEY": STRIPE_KEY, "STRIPE_API_BASE": served["stripe"].http_url,
-               "COST_FLUSH_INTERVAL_SECS": "0.2", "STALE_CALL_SECS": "2", "RECONCILE_INTERVAL_SECS": "1"}
+               "COST_FLUSH_INTERVAL_SECS": "0.2", "HEARTBEAT_SECS": "0.5", "STALE_CALL_SECS": "2",
+               "RECONCILE_INTERVAL_SECS": "1"}
         server = Server(env, port, tmp_path / "server.log")
         stack.callback(server.stop)
         server.start()

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from agent.calls.reconcile import Reconciler
 from agent.calls.lifecycle import CallLifecycle
 from agent.accounts.personas import Persona
 from agent.memory.prompt import build_composite_prompt
@@ -95,6 +96,7 @@ async def test_conflicting_fact_is_updated_and_removed_facts_go(runtime, llms):
 
 async def test_malformed_output_is_refused_without_touching_memory_then_retried(runtime, llms):
     cerebras, _ = llms
+    runtime.settings.extraction_backoff_secs = 0  # retry at once (the back-off has its own test)
     await runtime.memory.add_fact("demo", "brad", "user_facts", "city", "Austin")
     cerebras.script.extend(["Sure! Here are the memories: city is Denver",  # not JSON
                             json.dumps({"facts_to_add": [{"category": "secrets", "key": "pin", "value": "1234"}],
@@ -107,13 +109,13 @@ async def test_malformed_output_is_refused_without_touching_memory_then_retried(
     recent = await runtime.memory.recent_context("demo", "brad")
     assert "summary pending" in recent[0].summary
 
-    await lifecycle.reconcile()  # second answer: valid JSON, invalid category -> still refused
+    await Reconciler(lifecycle).run_once()  # second answer: valid JSON, invalid category -> still refused
     assert (await runtime.calls.get(call_id))["extraction_status"] == "failed"
     assert all(f.key != "pin" for fs in (await runtime.memory.long_term_memory("demo", "brad")).values() for f in fs)
 
     cerebras.script.append(_reply(facts_to_update=[{"category": "user_facts", "key": "city", "value": "Denver"}],
                                   summary="Sam moved to Denver."))
-    await lifecycle.reconcile()
+    await Reconciler(lifecycle).run_once()
     call = await runtime.calls.get(call_id)
     assert call["extraction_status"] == "done" and call["extraction_attempts"] == 2
     assert (await runtime.memory.recent_context("demo", "brad"))[0].summary == "Sam moved to Denver."

@@ -5,8 +5,10 @@ import datetime as dt
 
 import pytest
 
+from agent.calls.reconcile import Reconciler
 from agent.books.budgets import BudgetRefused, BudgetSettings
-from agent.calls.lifecycle import CallLifecycle, DialError, place_outbound_call
+from agent.calls.lifecycle import CallLifecycle
+from agent.calls.outbound import DialError, place_outbound_call
 from agent.calls.telephony import Twilio, time_limit_for
 from fakes import ServedApp, TwilioRestFake
 
@@ -58,11 +60,11 @@ async def test_abandoned_calls_are_reconciled_from_their_events(runtime):
     session.tracker.track_tts(500, model="eleven_flash_v2_5")
     await session.tracker.close()  # events are durable; then the process "dies"
     lifecycle.live.clear()
-    await runtime.calls.update(allowance.call_id,
-                               heartbeat_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5))
+    five_minutes_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    await runtime.calls.update(allowance.call_id, heartbeat_at=five_minutes_ago, lease_expires_at=five_minutes_ago)
     other_process = CallLifecycle(runtime)
-    assert await other_process.reconcile() == [allowance.call_id]
-    assert await other_process.reconcile() == []  # once
+    assert await Reconciler(other_process).run_once() == [allowance.call_id]
+    assert await Reconciler(other_process).run_once() == []  # once
     call = await runtime.calls.get(allowance.call_id)
     breakdown = await runtime.calls.breakdown(allowance.call_id)
     events = await runtime.calls.events(allowance.call_id)
@@ -75,7 +77,7 @@ async def test_a_live_call_is_not_reconciled_by_another_worker(runtime):
     lifecycle = CallLifecycle(runtime)
     allowance = await lifecycle.open("demo", "brad", "inbound")
     session = await lifecycle.begin(allowance.call_id)
-    assert await CallLifecycle(runtime).reconcile() == []  # its heartbeat is fresh
+    assert await Reconciler(CallLifecycle(runtime)).run_once() == []  # its heartbeat is fresh
     await lifecycle.end(session, reason="caller_hung_up")
 
 

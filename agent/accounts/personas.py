@@ -83,10 +83,14 @@ STARTER_PERSONAS: list[Persona] = [
 
 
 async def seed_starter_data(users: UserStore) -> None:
-    """Load the starter personas and the demo user once, on an empty database."""
+    """Load the starter personas and the demo user once, on an empty database.
+
+    Safe when several workers start at once on an empty database: every write is
+    an upsert or an insert that ignores a row another worker put there first.
+    """
     if not await users.list_personas():
         for persona in STARTER_PERSONAS:
             await users.upsert_persona({k: getattr(persona, k) for k in Persona.__dataclass_fields__})
     if await users.get_user(DEMO_USER_ID) is None:
         await users.create_user(DEMO_USER_ID, display_name="Demo User", phone_number=DEMO_USER_PHONE,
-                                time_zone="UTC")
+                                time_zone="UTC", if_absent=True)

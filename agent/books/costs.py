@@ -14,6 +14,7 @@ import datetime as dt
 import math
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -23,6 +24,7 @@ from loguru import logger
 
 from agent.books.money import round_micros, round_to_cent
 from agent.books.pricing import PriceBook, Rate
+from storage.leases import LeaseLost
 
 
 HEARTBEAT_SECS = 10.0
@@ -99,7 +101,8 @@ class FinalBreakdown:
 class EventSink(Protocol):
     """Where events go: the call store, or anything that persists them."""
 
-    async def append_events(self, events: list[dict[str, Any]], spent: tuple[str, int] | None = None) -> None: ...
+    async def append_events(self, events: list[dict[str, Any]], spent: tuple[str, int] | None = None) -> None:
+        """Persist; raises `storage.leases.LeaseLost` if this process no longer owns the call."""
 
 
 def stripe_fee_micros(subtotal_micros: int, prices: PriceBook) -> int:
@@ -115,13 +118,17 @@ class CallCostTracker:
     """The running ledger of one call."""
 
     def __init__(self, call_id: str, user_id: str, prices: PriceBook, sink: EventSink | None = None,
-                 *, direction: str = "inbound", flush_interval: float = 1.0) -> None:
+                 *, direction: str = "inbound", flush_interval: float = 1.0,
+                 heartbeat_secs: float = HEARTBEAT_SECS,
+                 on_lease_lost: Callable[[], Awaitable[None]] | None = None) -> None:
         self.call_id = call_id
         self.user_id = user_id
         self.prices = prices
         self.sink = sink
         self.direction = direction
         self.flush_interval = flush_interval
+        self.heartbeat_secs = heartbeat_secs
+        self.on_lease_lost = on_lease_lost  # another worker owns the call now: stop spending
         self._events: list[CostEvent] = []
         self._pending: list[CostEvent] = []
         self._totals: dict[str, ServiceTotal] = defaultdict(ServiceTotal)
@@ -246,10 +253,15 @@ class CallCostTracker:
             await asyncio.sleep(delay)
             try:
                 # A quiet call still writes now and then: its heartbeat says it is alive.
-                await self.flush(heartbeat=time.monotonic() - self._last_write >= HEARTBEAT_SECS)
+                await self.flush(heartbeat=time.monotonic() - self._last_write >= self.heartbeat_secs)
                 delay = self.flush_interval
-            except Exception as exc:  # keep the events; try again, more slowly
-                delay = min(delay * 2, 30.0)
+            except LeaseLost as exc:
+                logger.warning(f"call {self.call_id}: {exc}; this worker stops the call")
+                if self.on_lease_lost is not None:
+                    await self.on_lease_lost()
+                return
+            except Exception as exc:  # keep the events; try again, more slowly (within a heartbeat)
+                delay = min(delay * 2, max(self.heartbeat_secs, self.flush_interval))
                 logger.warning(f"call {self.call_id}: cost flush failed ({exc}); retrying in {delay:.0f} s")
 
     async def flush(self, *, heartbeat: bool = False) -> None:
@@ -268,6 +280,17 @@ class CallCostTracker:
                 self._pending = batch + self._pending
                 raise
 
+    async def close_quietly(self) -> None:
+        """Stop the background flush and write nothing more (the call is another worker's now)."""
+        if self._flush_task is not None and self._flush_task is not asyncio.current_task():
+            self._flush_task.cancel()
+            try:
+                await self._flush_task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._flush_task = None
+        self._pending = []
+
     async def close(self, *, attempts: int = 5) -> None:
         """Stop the background flush and write everything that is left, retrying."""
         if self._flush_task is not None:
@@ -281,6 +304,8 @@ class CallCostTracker:
             try:
                 await self.flush()
                 return
+            except LeaseLost:
+                raise
             except Exception as exc:
                 if attempt == attempts - 1:
                     raise

@@ -1,8 +1,15 @@
-"""A call's life from the domain's side: open, begin, end, and reconcile after a crash.
+"""A call's life from the domain's side: open, begin, end.
 
-Every call ends finalised, whichever way it ends: the pipeline's `finally`
-calls `end`, and a call whose process died is finished by `reconcile` in the
-next process that starts (or in any other worker, once its heartbeat is stale).
+    created --begin (one winner)--> live --end (once, by its owner)--> ended
+    created --cancel_before_start--> ended (the card hold is let go)
+
+`begin` is a compare-and-set in the database that names this worker the
+call's owner and hands it a fence (owner and epoch); every write the live call
+makes carries it, so a worker that stalled and lost the call to another
+(`agent.calls.reconcile` takes over calls whose lease expired) writes nothing
+more and stops its pipeline. Every call ends finalised, whichever way it ends:
+the media runner's `finally` calls `end`, and a call whose worker died is
+finished by reconciliation in another worker.
 """
 
 from __future__ import annotations
@@ -29,9 +36,15 @@ from agent.memory.relationships import CallSummary
 from agent.accounts.personas import Persona
 from agent.memory.prompt import CompositePrompt, build_composite_prompt, compose_prompt
 from agent.runtime import Runtime
-from agent.calls.telephony import Twilio, time_limit_for
+from agent.errors import Conflict
 from agent.memory.transcript import Transcript
+from storage.calls import CallStore
+from storage.leases import Fence, LeaseLost
 from storage.util import utcnow
+
+
+class CallNotWaiting(Conflict):
+    """The call is not waiting to start: another connection made it live first, or it has ended."""
 
 @dataclass
 class CallSession:
@@ -46,6 +59,7 @@ class CallSession:
     tracker: CallCostTracker
     monitor: BudgetMonitor
     memory_loaded: bool
+    fence: Fence
     twilio_call_sid: str | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
     ending: asyncio.Task | None = None  # the one task that closes this call's books
@@ -53,6 +67,7 @@ class CallSession:
     hang_up: Callable[[], Awaitable[None]] | None = None
     end_requested: str | None = None  # why someone asked this call to end (e.g. "operator_ended")
     transcript: Transcript = field(default_factory=Transcript)
+    lease_lost: bool = False  # another worker took the call over: this one writes and says nothing more
 
     def elapsed_seconds(self) -> int:
         return int(round(time.monotonic() - self.started_monotonic))
@@ -92,10 +107,26 @@ class CallLifecycle:
         return allowance
 
     async def begin(self, call_id: str) -> CallSession:
-        """The media is connected: build the prompt, open the ledger, mark the call live."""
+        """The media is connected: make the call live in this worker, build its prompt, open its ledger.
+
+        Exactly one connection wins; every other one gets `CallNotWaiting`, before
+        any vendor connection is opened for it.
+        """
+        fence = await self.rt.leases.go_live(call_id, self.rt.worker_id, self.rt.settings.stale_call_secs)
+        if fence is None:
+            raise CallNotWaiting(f"call {call_id} is not waiting to start (already connected, or ended)")
+        try:
+            session = await self._session(call_id, fence)
+        except BaseException:
+            await self._abandon_start(call_id, fence)
+            raise
+        self.live[call_id] = session
+        session.tracker.mark_started()
+        session.tracker.start()
+        return session
+
+    async def _session(self, call_id: str, fence: Fence) -> CallSession:
         call = await self.rt.calls.get(call_id)
-        if call is None or call["status"] != "created":
-            raise LookupError(f"call {call_id} is not waiting to start")
         user = await self.rt.users.get_user(call["user_id"])
         persona = Persona.from_row(await self.rt.users.get_persona(call["persona_id"]))
         budget = await self.rt.budgets.settings(call["user_id"])
@@ -106,21 +137,60 @@ class CallLifecycle:
             auto_cutoff=budget.auto_cutoff, grace_period_seconds=budget.grace_period_seconds,
             daily_remaining_micros=call["reserved_micros"], monthly_remaining_micros=call["reserved_micros"],
         )
-        tracker = CallCostTracker(call_id, user["id"], self.rt.prices, self.rt.calls, direction=call["direction"],
-                                  flush_interval=self.rt.settings.cost_flush_interval_secs)
+        sink = FencedSink(self.rt.calls, fence)
+        tracker = CallCostTracker(call_id, user["id"], self.rt.prices, sink, direction=call["direction"],
+                                  flush_interval=self.rt.settings.cost_flush_interval_secs,
+                                  heartbeat_secs=self.rt.settings.heartbeat_secs)
         if loaded:
             tracker.track_memory("read")
         session = CallSession(call_id, call["direction"], user, persona, allowance, prompt, tracker,
-                              BudgetMonitor(allowance), loaded, call["twilio_call_sid"])
-        session.transcript.on_turn = lambda transcript: self._in_background(
-            self.rt.calls.update(call_id, transcript=transcript.as_rows()))
-        await self.rt.calls.update(call_id, status="live", started_at=utcnow(), heartbeat_at=utcnow())
-        tracker.mark_started()
-        tracker.start()
-        self.live[call_id] = session
+                              BudgetMonitor(allowance), loaded, fence, call["twilio_call_sid"])
+        tracker.on_lease_lost = lambda: self.lost(session)
+        session.transcript.on_turn = lambda transcript: self.in_background(
+            self.rt.calls.update_live(fence, transcript=transcript.as_rows()))
         return session
 
-    def _in_background(self, work: Awaitable[object]) -> None:
+    async def _abandon_start(self, call_id: str, fence: Fence) -> None:
+        """The call went live here but could not be set up: end it now rather than at reconciliation."""
+        try:
+            tracker = CallCostTracker(call_id, "", self.rt.prices)
+            await self._close_books(call_id, tracker, fence, reason="failed_to_start", seconds=0,
+                                    transcript=Transcript(), extraction_status=None)
+        except Exception as exc:  # the database is what failed: reconciliation finishes it
+            logger.error(f"call {call_id} failed to start and could not be ended now ({exc!r})")
+
+    async def lost(self, session: CallSession) -> None:
+        """Another worker owns the call now: stop its pipeline here; that worker closes the books."""
+        if session.lease_lost:
+            return
+        session.lease_lost = True
+        logger.warning(f"call {session.call_id}: taken over by another worker; stopping it here")
+        if session.hang_up is not None:
+            await session.hang_up()
+
+    async def cancel_before_start(self, call_id: str, reason: str) -> bool:
+        """End a call that never went live, and let its card hold go. False if it is live or ended."""
+        if not await self.rt.leases.cancel_before_start(call_id, reason):
+            return False
+        await self.release_hold(call_id)
+        return True
+
+    async def release_hold(self, call_id: str) -> None:
+        """A call ended without a capture: cancel its card hold (idempotent; reconciliation retries)."""
+        call = await self.rt.calls.get(call_id)
+        if not call or not call["payment_intent_id"] or call["payment_status"] != "authorized":
+            return
+        if not await self.rt.leases.claim(call_id, "release", hold_secs=60):
+            return
+        try:
+            await self.billing.settle(call_id, call["payment_intent_id"], 0)
+        except Exception as exc:
+            logger.error(f"call {call_id}: the card hold could not be released yet ({exc!r})")
+            await self.rt.calls.update(call_id, claimed_until=None)
+            return
+        await self.rt.calls.update(call_id, payment_status="canceled", claimed_until=None)
+
+    def in_background(self, work: Awaitable[object]) -> None:
         """Small writes that must not hold up the audio path (a task kept until done)."""
         task = asyncio.ensure_future(work)
         self._background.add(task)
@@ -139,11 +209,12 @@ class CallLifecycle:
             logger.warning(f"memory for {user['id']}/{persona.id} not loaded ({exc!r}); using the core prompt")
             return compose_prompt(persona, None, user_name=user.get("display_name") or "", token_budget=budget), False
 
-    async def end(self, session: CallSession, *, reason: str) -> FinalBreakdown:
+    async def end(self, session: CallSession, *, reason: str) -> FinalBreakdown | None:
         """Close the books once, however many ways the call ends at the same time.
 
         The work runs in its own task and is awaited shielded, so a cancelled
         caller (a server shutting down) cannot leave the books half closed.
+        None if this worker lost the call to another, which closes the books instead.
         """
         if session.ending is None:
             session.ending = asyncio.get_running_loop().create_task(self._end(session, reason))
@@ -174,8 +245,22 @@ class CallLifecycle:
             if isinstance(result, BaseException):
                 logger.error(f"call {session.call_id} could not be finalised at shutdown: {result!r}")
 
-    async def _end(self, session: CallSession, reason: str) -> FinalBreakdown:
+    async def _end(self, session: CallSession, reason: str) -> FinalBreakdown | None:
         """Carrier minutes, memory extraction, finalise, capture; then memory and statistics."""
+        try:
+            return await self._finish(session, reason)
+        except LeaseLost:
+            session.lease_lost = True
+            return None
+        finally:
+            self.live.pop(session.call_id, None)
+            if session.lease_lost:
+                await session.tracker.close_quietly()
+                logger.warning(f"call {session.call_id}: lost to another worker; its books are closed there")
+
+    async def _finish(self, session: CallSession, reason: str) -> FinalBreakdown | None:
+        if session.lease_lost:
+            return None
         tracker = session.tracker
         seconds, source = await self._duration(session)
         if session.direction != "webrtc":
@@ -184,17 +269,20 @@ class CallLifecycle:
         extraction = await self._extract(session)
         await tracker.close()
         user_id, persona_id = session.user["id"], session.persona.id
-        final = await self._close_books(session.call_id, tracker, reason=reason, seconds=seconds,
+        requested = (await self.rt.calls.get(session.call_id))["end_requested"]
+        reason = session.end_requested or requested or reason  # an operator's end, from whichever worker
+        final = await self._close_books(session.call_id, tracker, session.fence, reason=reason, seconds=seconds,
                                         transcript=session.transcript,
-                                        extraction_status="done" if extraction else _pending(session.transcript))
-        self.live.pop(session.call_id, None)
-        ended_at = utcnow()
-        await self.rt.memory.record_call(user_id, persona_id, seconds, ended_at)
+                                        extraction_status="done" if extraction else pending_extraction(session.transcript))
+        if final is None:
+            session.lease_lost = True
+            return None
+        await self.rt.memory.record_call(user_id, persona_id, seconds, utcnow())
         if extraction is not None:
             await apply_update(self.rt.memory, user_id, persona_id, session.call_id, extraction.update,
                                (await self.rt.calls.get(session.call_id))["started_at"])
         else:
-            await self._placeholder_summary(user_id, persona_id, session.call_id, seconds, session.transcript, reason)
+            await self.placeholder_summary(user_id, persona_id, session.call_id, seconds, session.transcript, reason)
         logger.info(f"call {session.call_id} ended ({reason}): total {final.total_micros} micro-dollars")
         return final
 
@@ -217,35 +305,45 @@ class CallLifecycle:
                                   service=Service.MEMORY, kind="ai_inference", source=result.source)
         return result if result.update is not None else None
 
-    async def _close_books(self, call_id: str, tracker: CallCostTracker, *, reason: str, seconds: int,
-                           transcript: Transcript, extraction_status: str | None) -> FinalBreakdown:
+    async def _close_books(self, call_id: str, tracker: CallCostTracker, fence: Fence, *, reason: str,
+                           seconds: int, transcript: Transcript, extraction_status: str | None
+                           ) -> FinalBreakdown | None:
         """Finalise, store the breakdown with the call's end, then capture exactly the charge.
 
-        The charge is fixed (and stored) before Stripe is asked, so a retry after a
-        crash asks for the same capture under the same idempotency key.
+        Only the call's current owner can store the breakdown, and only once; None
+        (and no capture) if the call was finalised already or taken over. The charge
+        is fixed (and stored) before Stripe is asked, so a retry after a crash asks
+        for the same capture under the same idempotency key.
         """
         call = await self.rt.calls.get(call_id)
         intent, authorized = call["payment_intent_id"], call["authorized_micros"] or 0
         charge = self.billing.amount_to_charge(tracker.total_micros(), authorized) if intent else 0
         final = tracker.finalize(amount_charged_micros=charge)
-        await self.rt.calls.save_breakdown(_breakdown_row(final), {
+        won = await self.rt.calls.save_breakdown(_breakdown_row(final), {
             "status": "ended", "end_reason": reason, "ended_at": utcnow(), "duration_seconds": seconds,
             "spent_micros": final.total_micros, "transcript": transcript.as_rows(),
             "payment_status": "capture_pending" if intent else None, "extraction_status": extraction_status,
-        })
+        }, fence=fence)
+        if not won:
+            logger.warning(f"call {call_id}: already finalised or owned by another worker; not finalised again")
+            return None
         if intent:
-            await self._settle(call_id, intent, charge)
+            await self.settle(call_id, intent, charge)
         return final
 
-    async def _settle(self, call_id: str, intent_id: str, charge_micros: int) -> None:
+    async def settle(self, call_id: str, intent_id: str, charge_micros: int) -> None:
+        """Capture (or cancel) a finalised call's charge, claimed so one worker asks Stripe at a time."""
+        if not await self.rt.leases.claim(call_id, "capture", hold_secs=60):
+            return
         try:
             status = await self.billing.settle(call_id, intent_id, charge_micros)
-        except Exception as exc:  # Stripe unreachable: reconciliation retries with the same key
+        except Exception as exc:  # Stripe unreachable: the next reconciliation retries with the same key
             logger.error(f"call {call_id}: capture failed, will retry ({exc})")
+            await self.rt.calls.update(call_id, claimed_until=None)
             return
-        await self.rt.calls.update(call_id, payment_status=status)
+        await self.rt.calls.update(call_id, payment_status=status, claimed_until=None)
 
-    async def _placeholder_summary(self, user_id: str, persona_id: str, call_id: str, seconds: int,
+    async def placeholder_summary(self, user_id: str, persona_id: str, call_id: str, seconds: int,
                                    transcript: Transcript, reason: str) -> None:
         await self.rt.memory.add_call_summary(user_id, persona_id, CallSummary(
             call_id=call_id, summary=f"A {_minutes(seconds)} call ({len(transcript.turns)} turns); summary pending.",
@@ -272,75 +370,7 @@ class CallLifecycle:
             await self.rt.calls.update(call["id"], duration_seconds=int(seconds))
         return True
 
-    async def reconcile(self, *, stale_after: dt.timedelta | None = None) -> list[str]:
-        """Finish what a dead process left: abandoned calls, uncaptured payments, missing memories.
-
-        Returns the ids of the abandoned calls it finalised.
-        """
-        stale_after = stale_after or dt.timedelta(seconds=self.rt.settings.stale_call_secs)
-        done = []
-        for call in await self.rt.calls.abandoned(utcnow() - stale_after):
-            if call["id"] in self.live:
-                continue
-            try:
-                await self._finish_abandoned(call)
-                done.append(call["id"])
-            except Exception as exc:
-                logger.error(f"could not reconcile call {call['id']}: {exc!r}")
-        for call in await self.rt.calls.unsettled():
-            breakdown = await self.rt.calls.breakdown(call["id"])
-            await self._settle(call["id"], call["payment_intent_id"], breakdown["amount_charged_micros"])
-        for call in await self.rt.calls.awaiting_extraction(MAX_EXTRACTION_ATTEMPTS):
-            if call["id"] not in self.live:
-                await self._retry_extraction(call)
-        return done
-
-    async def _finish_abandoned(self, call: dict) -> None:
-        events = await self.rt.calls.events(call["id"])
-        tracker = CallCostTracker.from_events(call["id"], call["user_id"], self.rt.prices, events,
-                                              self.rt.calls, direction=call["direction"])
-        started = call["started_at"]
-        if call["duration_seconds"] is not None:
-            seconds, source = int(call["duration_seconds"]), Source.VENDOR
-        elif started is not None:
-            last = max([started] + [e["created_at"] for e in events] + [call["heartbeat_at"] or started])
-            seconds, source = int((last - started).total_seconds()), Source.ESTIMATED
-        else:
-            seconds, source = 0, Source.ESTIMATED
-        if started is not None and call["direction"] != "webrtc":
-            tracker.track_call_duration(seconds, source=source)
-        await tracker.close()
-        transcript = Transcript.from_rows(call["transcript"])
-        final = await self._close_books(call["id"], tracker, reason="reconciled", seconds=seconds,
-                                        transcript=transcript, extraction_status=_pending(transcript))
-        if started is not None:
-            await self.rt.memory.record_call(call["user_id"], call["persona_id"], seconds, utcnow())
-            await self._placeholder_summary(call["user_id"], call["persona_id"], call["id"], seconds, transcript,
-                                            "reconciled")
-        logger.info(f"reconciled call {call['id']}: total {final.total_micros} micro-dollars")
-
-    async def _retry_extraction(self, call: dict) -> None:
-        """A later attempt at a call's memories. Its tokens are not charged: the call is settled."""
-        await self.rt.calls.update(call["id"], extraction_attempts=call["extraction_attempts"] + 1)
-        persona = Persona.from_row(await self.rt.users.get_persona(call["persona_id"]))
-        try:
-            memory = await self.rt.memory.snapshot(call["user_id"], persona.id)
-            result = await self.extractor.extract(persona.name, persona.llm_model, memory,
-                                                  Transcript.from_rows(call["transcript"]).turns)
-            if result.update is None:
-                raise ExtractionError(result.error or "unusable answer")
-            await apply_update(self.rt.memory, call["user_id"], persona.id, call["id"], result.update,
-                               call["started_at"])
-        except Exception as exc:
-            logger.warning(f"call {call['id']}: memory extraction retry failed ({exc})")
-            await self.rt.calls.update(call["id"], extraction_status="failed")
-            return
-        logger.info(f"call {call['id']}: memories extracted on retry ({result.prompt_tokens}+"
-                    f"{result.completion_tokens} tokens, not charged)")
-        await self.rt.calls.update(call["id"], extraction_status="done")
-
-
-def _pending(transcript: Transcript) -> str | None:
+def pending_extraction(transcript: Transcript) -> str | None:
     """Extraction still owed: only when the user said something."""
     return "pending" if transcript.said_by("user") else None
 
@@ -360,43 +390,11 @@ def _minutes(seconds: int) -> str:
     return f"{minutes}-minute"
 
 
-class DialError(RuntimeError):
-    """The outbound call could not be placed (no number, or the carrier refused)."""
+class FencedSink:
+    """The ledger's sink for a live call: every write carries the call's fence."""
 
+    def __init__(self, calls: CallStore, fence: Fence) -> None:
+        self.calls, self.fence = calls, fence
 
-class MissingPhoneNumber(DialError):
-    """The user or the persona has no phone number to call from or to."""
-
-
-class TelephonyNotConfigured(DialError):
-    """This server has no Twilio account or public URL, so it cannot dial out."""
-
-
-async def place_outbound_call(lifecycle: CallLifecycle, twilio: Twilio, user_id: str, persona_id: str
-                              ) -> tuple[CallAllowance, str]:
-    """"Call me back": reserve the budget, then have Twilio ring the user with a carrier time limit."""
-    from agent.books.estimate import estimate_call_cost
-
-    rt = lifecycle.rt
-    user = await rt.users.get_user(user_id)
-    persona = await rt.users.get_persona(persona_id)
-    if user is None or persona is None:
-        raise LookupError("unknown user or persona")
-    if not user["phone_number"] or not persona["phone_number"]:
-        raise MissingPhoneNumber("both the user and the persona need a phone number for a call back")
-    base = rt.settings.public_base_url
-    if not base or not rt.settings.twilio_enabled:
-        raise TelephonyNotConfigured("outbound calls need Twilio settings and PUBLIC_BASE_URL")
-    allowance = await lifecycle.open(user_id, persona_id, "outbound")
-    per_minute = estimate_call_cost(1, 1000, prices=rt.prices, llm_model=persona["llm_model"] or rt.settings.cerebras_model,
-                                    direction="outbound").total_micros
-    try:
-        sid = await twilio.place_call(
-            to=user["phone_number"], from_=persona["phone_number"], url=f"{base}/twilio/outbound/{allowance.call_id}",
-            status_callback=f"{base}/twilio/status",
-            time_limit=time_limit_for(allowance.limit_micros, per_minute, allowance.grace_period_seconds))
-    except Exception as exc:
-        await rt.calls.update(allowance.call_id, status="ended", end_reason="dial_failed", ended_at=utcnow())
-        raise DialError(f"Twilio did not place the call: {exc}") from exc
-    await rt.calls.update(allowance.call_id, twilio_call_sid=sid)
-    return allowance, sid
+    async def append_events(self, events: list[dict], spent: tuple[str, int] | None = None) -> None:
+        await self.calls.append_events(events, spent, fence=self.fence)

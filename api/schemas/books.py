@@ -202,5 +202,5 @@ class LiveCallOut(BaseModel):
 
 class EndCallOut(BaseModel):
     call_id: str
-    action: Literal["pipeline_stopped", "books_closed", "carrier_hang_up", "cancelled_before_start"]
+    action: Literal["pipeline_stopped", "books_closed", "end_requested", "cancelled_before_start"]
     detail: str

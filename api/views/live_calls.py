@@ -3,7 +3,8 @@
 The database knows every live call of every worker (their running totals as
 of the last flush); this process knows its own to the event. Ending a call
 goes through whoever can act on it: this process's pipeline, or else the
-carrier, whose hang-up closes the media stream of the worker that holds it.
+database's `end_requested` flag, which the owning worker polls (and, for a
+phone call, the carrier's hang-up as well, so the line drops at once).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from agent.errors import Conflict, NotFound
 from agent.calls.lifecycle import CallLifecycle
 from agent.books.money import usd
 from agent.calls.telephony import Twilio
-from storage.util import utcnow
 
 OPERATOR_ENDED = "operator_ended"
 
@@ -31,6 +31,7 @@ async def live_calls(lifecycle: CallLifecycle) -> list[LiveCallOut]:
 
 
 async def end_call(lifecycle: CallLifecycle, twilio: Twilio, call_id: str) -> EndCallOut:
+    """End a call wherever it is: here, in another worker (through the database), or before it started."""
     call = await lifecycle.rt.calls.get(call_id)
     if call is None:
         raise NotFound(f"no call {call_id!r}")
@@ -44,16 +45,19 @@ async def end_call(lifecycle: CallLifecycle, twilio: Twilio, call_id: str) -> En
             return EndCallOut(call_id=call_id, action="pipeline_stopped",
                               detail="the pipeline was cancelled and the line hung up; the books close as it stops")
         return EndCallOut(call_id=call_id, action="books_closed", detail="the call had no media running; books closed")
-    if call["status"] == "created":
-        # Not begun anywhere: releasing the reservation stops it from starting (begin needs "created").
-        await lifecycle.rt.calls.update(call_id, status="ended", end_reason=OPERATOR_ENDED, ended_at=utcnow())
+    if call["status"] == "created" and await lifecycle.cancel_before_start(call_id, OPERATOR_ENDED):
+        # Not begun anywhere: it can no longer start (begin needs "created"), and its card hold is let go.
         if call["twilio_call_sid"] and lifecycle.rt.settings.twilio_enabled:
             await twilio.hang_up(call["twilio_call_sid"])
         return EndCallOut(call_id=call_id, action="cancelled_before_start",
-                          detail="the call had not started; it is cancelled and its reservation released")
+                          detail="the call had not started; it is cancelled, its reservation and card hold released")
+    if not await lifecycle.rt.leases.request_end(call_id, OPERATOR_ENDED):
+        current = await lifecycle.rt.calls.get(call_id)
+        if current and current["status"] == "ended":
+            raise Conflict(f"call {call_id} has already ended ({current['end_reason']})")
+        if not (current and current["end_requested"]):
+            raise Conflict(f"call {call_id} changed state while being ended; try again")
     if call["twilio_call_sid"] and lifecycle.rt.settings.twilio_enabled:
-        await twilio.hang_up(call["twilio_call_sid"])
-        return EndCallOut(call_id=call_id, action="carrier_hang_up",
-                          detail="live in another worker: the carrier hung up; that worker closes the books")
-    raise Conflict(f"call {call_id} is live in another worker and has no carrier call to hang up; "
-                   "end it there (or it is reconciled once its heartbeat stops)")
+        await twilio.hang_up(call["twilio_call_sid"])  # the line drops now; the owner records operator_ended
+    return EndCallOut(call_id=call_id, action="end_requested",
+                      detail="live in another worker: it ends the call within a second and closes the books")
