@@ -4,23 +4,17 @@ captures and the memories are all there, exactly once."""
 import asyncio
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
-import pytest
 
 from storage.calls import CallStore
 from storage.db import Database
 from storage.users import UserStore
 from fakes import DeepgramFake, ElevenLabsFake, OpenAIFake, ServedApp, StripeFake, TwilioRestFake
-from tests.phone_rig import ACCOUNT_SID, AUTH_TOKEN, DATA, BRAD_PHONE, DEMO_PHONE
-from twilio.request_validator import RequestValidator
+from tests.phone_rig import ACCOUNT_SID, AUTH_TOKEN, DATA
+from tests.workers import Server, free_port, ring
 
 ROOT = Path(__file__).parent.parent
 STRIPE_KEY = "sk_test_crash"
@@ -34,58 +28,6 @@ def _reply(body: dict) -> str:
     return json.dumps(EXTRACTED) if body.get("response_format") else "Dawn patrol is the best, dude!"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """`python server.py` in its own process, as deployed."""
-
-    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
-        self.env, self.port, self.log = env, port, log
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "server.py"], cwd=ROOT, env=self.env,
-                                     stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"server did not start:\n{self.log.read_text()[-3000:]}")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
-async def _ring(port: int, call_sid: str) -> tuple[str, str]:
-    import re
-
-    params = {"CallSid": call_sid, "From": DEMO_PHONE, "To": BRAD_PHONE, "AccountSid": ACCOUNT_SID}
-    url = f"http://127.0.0.1:{port}/twilio/voice"
-    signature = RequestValidator(AUTH_TOKEN).compute_signature(url, params)
-    async with httpx.AsyncClient() as client:
-        answer = await client.post(url, data=params, headers={"X-Twilio-Signature": signature})
-    assert answer.status_code == 200, answer.text
-    stream = re.search(r'<Stream url="([^"]+)"', answer.text).group(1).replace("&amp;", "&")
-    return re.search(r'<Parameter name="call_id" value="([^"]+)"', answer.text).group(1), stream
-
-
 async def test_killed_server_loses_no_cost_no_capture_and_no_memory(tmp_path):
     from fakes import TwilioCaller
 
@@ -93,7 +35,7 @@ async def test_killed_server_loses_no_cost_no_capture_and_no_memory(tmp_path):
     twilio = TwilioRestFake(ACCOUNT_SID, AUTH_TOKEN)
     deepgram = DeepgramFake(lambda _i: "I went surfing at dawn today.", inaudible=None)
     elevenlabs = ElevenLabsFake(ms_per_char=10)
-    port = _free_port()
+    port = free_port()
     with ExitStack() as stack:
         served = {name: stack.enter_context(ServedApp(fake.app)) for name, fake in [
             ("deepgram", deepgram), ("cerebras", cerebras), ("openai", OpenAIFake()), ("elevenlabs", elevenlabs),
@@ -117,7 +59,7 @@ async def test_killed_server_loses_no_cost_no_capture_and_no_memory(tmp_path):
         await users.update_user("demo", stripe_payment_method_id="pm_card_visa")
 
         sids = ["CA" + str(n) * 32 for n in (1, 2)]
-        rung = [await _ring(port, sid) for sid in sids]
+        rung = [await ring(f"http://127.0.0.1:{port}", sid) for sid in sids]
         callers = [await TwilioCaller(url, sid, ACCOUNT_SID, custom_parameters={"call_id": call_id}).connect()
                    for sid, (call_id, url) in zip(sids, rung)]
         await asyncio.gather(*(c.wait_until(lambda c=c: len(c.speech_segments) >= 1, timeout=15) for c in callers))
