@@ -35,7 +35,8 @@ class Runtime:
     @classmethod
     async def start(cls, settings: Settings, *, seed: bool = True) -> "Runtime":
         """Connect, migrate, validate prices and load the starter cast."""
-        db = Database(settings.effective_database_url)
+        db = Database(settings.effective_database_url, pool_size=settings.database_pool_size,
+                      max_overflow=settings.database_max_overflow)
         await db.migrate()
         users, calls = UserStore(db), CallStore(db)
         runtime = cls(settings=settings, db=db, prices=settings.price_book, users=users, calls=calls,

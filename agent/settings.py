@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     port: int = Field(7860, ge=1, le=65535)
     data_dir: Path = Path("data")
     database_url: str = ""
+    # PostgreSQL connections per worker: pool + overflow, times the workers, must stay below max_connections.
+    database_pool_size: int = Field(5, ge=1, le=100)
+    database_max_overflow: int = Field(5, ge=0, le=100)
     public_base_url: str = ""
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
