@@ -185,3 +185,29 @@ async def test_attaching_a_card_with_payments_off_is_a_conflict(settings):
                                       headers={"Authorization": f"Bearer {settings.admin_token}"},
                                       json={"payment_method_id": "pm_card_visa"})
     assert response.status_code == 409 and "payments are off" in response.text
+
+
+async def test_a_call_cancelled_before_it_starts_lets_its_hold_go(runtime, stripe_fake):
+    await _with_card(runtime)
+    lifecycle = CallLifecycle(runtime)
+    allowance = await lifecycle.open("demo", "brad", "inbound", twilio_call_sid="CA" + "3" * 32)
+    intent = next(iter(stripe_fake.intents))
+    assert await lifecycle.cancel_before_start(allowance.call_id, "operator_ended")
+    assert stripe_fake.cancels == [intent] and stripe_fake.captures == []
+    call = await runtime.calls.get(allowance.call_id)
+    assert call["status"] == "ended" and call["payment_status"] == "canceled"
+    with pytest.raises(Exception, match="not waiting to start"):
+        await lifecycle.begin(allowance.call_id)  # a late media connection cannot revive it
+
+
+async def test_reconciliation_releases_a_hold_left_on_an_ended_call(runtime, stripe_fake):
+    await _with_card(runtime)
+    lifecycle = CallLifecycle(runtime)
+    allowance = await lifecycle.open("demo", "brad", "inbound", twilio_call_sid="CA" + "2" * 32)
+    stripe_fake.fail_next(500, count=3)  # Stripe is down when the call is cancelled
+    assert await lifecycle.cancel_before_start(allowance.call_id, "failed_to_start")
+    assert stripe_fake.cancels == [] and (await runtime.calls.get(allowance.call_id))["payment_status"] == "authorized"
+    await Reconciler(CallLifecycle(runtime)).run_once()
+    await Reconciler(CallLifecycle(runtime)).run_once()
+    assert stripe_fake.cancels == [next(iter(stripe_fake.intents))]
+    assert (await runtime.calls.get(allowance.call_id))["payment_status"] == "canceled"
