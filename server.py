@@ -26,6 +26,8 @@ from agent.runtime import Runtime
 from agent.settings import Settings, load_settings
 from api import admin, ops, room, twilio, user
 from api.errors import install_error_handlers
+from api.guards import RequestGuards
+from api.logs import redact_tokens_in_server_logs
 from api.openapi import API_DESCRIPTION, refined_openapi
 from pipeline.local_engines import prepare_local_engines
 from pipeline.webrtc import WebRTCRoom
@@ -57,9 +59,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Call Me Back", version="0.1.0", lifespan=lifespan, description=API_DESCRIPTION)
     install_error_handlers(app)
+    redact_tokens_in_server_logs()
     app.openapi = refined_openapi(app, settings)  # type: ignore[method-assign]
     for surface in (user, admin, ops, room, twilio):
         app.include_router(surface.router)
+    app.add_middleware(RequestGuards, settings=settings)
     app.mount("/room/static", StaticFiles(directory=room.WEB_DIR), name="room-static")
     return app
 

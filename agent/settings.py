@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(5, ge=1, le=100)
     database_max_overflow: int = Field(5, ge=0, le=100)
     public_base_url: str = ""
+    metrics_token: str = ""  # a bearer token /metrics requires (ADMIN_TOKEN works too once PUBLIC_BASE_URL is set)
+    allowed_hosts: str = ""  # more names (comma-separated) this server is reached by, besides localhost and PUBLIC_BASE_URL
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Access
@@ -71,6 +73,7 @@ class Settings(BaseSettings):
     cost_flush_interval_secs: float = Field(1.0, gt=0)
     # A live call's owner renews its lease every HEARTBEAT_SECS; a call whose lease is
     # STALE_CALL_SECS old belongs to a dead or stalled worker and may be taken over.
+    media_token_ttl_secs: int = Field(300, ge=10, le=3600)  # how long a call's signed media URL can be opened
     heartbeat_secs: float = Field(10.0, gt=0)
     stale_call_secs: float = Field(60.0, gt=0)
     end_poll_secs: float = Field(1.0, gt=0, le=10)  # how often a worker looks for end requests and lost leases

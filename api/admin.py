@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from api.deps import CallIdPath, Lifecycle, PersonaIdPath, Rt, TwilioClient, UserIdPath, require_admin
+from api.strict_json import StrictJSONRoute
 from api.errors import errors
 from api.schemas import (
     EndCallOut, LiveCallOut, PaymentMethodIn, PaymentMethodOut, PersonaCreate, PersonaOut, PersonaPatch,
@@ -13,8 +14,9 @@ from api.schemas import (
 from api.views import accounts
 from api.views.live_calls import end_call, live_calls
 
-router = APIRouter(prefix="/api/admin", tags=["operators"], dependencies=[Depends(require_admin)],
-                      responses=errors(401, 403))
+router = APIRouter(route_class=StrictJSONRoute, prefix="/api/admin", tags=["operators"],
+                   dependencies=[Depends(require_admin)],
+                   responses=errors(401, 403))
 
 
 @router.get("/users")

@@ -7,11 +7,12 @@ from typing import Any
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from loguru import logger
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Route
+from starlette.routing import Match
 
 from agent.books.billing import PaymentError
 from agent.books.budgets import BudgetRefused
@@ -19,6 +20,7 @@ from agent.books.money import usd
 from agent.calls.outbound import DialError, MissingPhoneNumber, TelephonyNotConfigured
 from agent.errors import Conflict, InvalidInput, NotFound
 from api.schemas import ErrorOut
+from api.strict_json import validation_error
 
 ERRORS = {
     400: "The body could not be parsed (not JSON, or not UTF-8)",
@@ -27,6 +29,7 @@ ERRORS = {
     403: "Not the operator token",
     404: "No such thing for this caller",
     409: "Conflicts with what is stored",
+    413: "The body is larger than this route takes",
     502: "The carrier refused to place the call",
     503: "Not available on this server (not configured, or the database is unreachable)",
 }
@@ -75,6 +78,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TelephonyNotConfigured, plain(503))
     app.add_exception_handler(DialError, plain(502))
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
     for unreachable in DATABASE_UNREACHABLE:
         app.add_exception_handler(unreachable, _database_unreachable)
 
@@ -92,17 +96,21 @@ async def _database_unreachable(request: Request, exc: Exception) -> JSONRespons
                         status_code=503, headers={"Retry-After": "5"})
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     """FastAPI's answer, except that a 405 lists every method of the path in `Allow`.
 
     Starlette names only the methods of the first route whose path matched, and
-    FastAPI makes one route per method (GET and PUT of the same path are two).
+    FastAPI makes one route per method (GET and PUT of the same path are two),
+    inside included routers it does not list; so each method is tried on the path.
     """
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code != 405:
         return await http_exception_handler(request, exc)
-    allowed = {method for route in request.app.router.routes
-               if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE
-               for method in (route.methods or ())}
+    allowed = {method for method in _METHODS
+               if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
+                      for route in request.app.router.routes)}
     return JSONResponse({"detail": "Method Not Allowed"}, status_code=405,
                         headers={"Allow": ", ".join(sorted(allowed))})

@@ -30,7 +30,8 @@ def refined_openapi(app: FastAPI, settings: Settings) -> Callable[[], dict[str, 
     - A persona's models must have a price in *this* server's price book: the
       schema lists them as enums, so what the document calls valid is accepted.
     - Errors of the event-stream route are JSON, not events.
-    - Every route with a JSON body can answer 400 (a body that is not JSON).
+    - Every route with a JSON body can answer 400 (a body that is not JSON) and
+      413 (a body larger than the route takes).
     """
     generate = app.openapi
 
@@ -45,9 +46,10 @@ def refined_openapi(app: FastAPI, settings: Settings) -> Callable[[], dict[str, 
             for operations in doc["paths"].values():
                 for operation in operations.values():
                     json_body = "application/json" in operation.get("requestBody", {}).get("content", {})
-                    if json_body and "400" not in operation["responses"]:  # any JSON body can fail to parse
-                        operation["responses"]["400"] = {"description": ERRORS[400], "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}}
+                    if json_body:  # any JSON body can fail to parse, or be larger than its route takes
+                        for status in ("400", "413"):
+                            operation["responses"].setdefault(status, {"description": ERRORS[int(status)], "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}})
                     for status, response in operation.get("responses", {}).items():
                         content = response.get("content", {})
                         if not status.startswith("2") and "text/event-stream" in content:

@@ -19,12 +19,13 @@ from pydantic import BaseModel, Field
 from agent.accounts.auth import mint_user_token
 from agent.engines import engines
 from api.deps import AdminCredentials, CallIdPath, Lifecycle, Rt, User, require_admin
+from api.strict_json import StrictJSONRoute
 from api.errors import errors
 from api.schemas import ID_PATTERN
-from pipeline.webrtc import InvalidOffer, WebRTCRoom, check_offer_sdp
+from pipeline.webrtc import MAX_SDP_BYTES, InvalidOffer, WebRTCRoom, check_offer_sdp
 
 WEB_DIR = FilePath(__file__).parent.parent / "web" / "static"
-router = APIRouter(tags=["room"], responses=errors(400, 401, 403, 404))
+router = APIRouter(route_class=StrictJSONRoute, tags=["room"], responses=errors(400, 401, 403, 404))
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
@@ -47,7 +48,7 @@ class RoomStartIn(BaseModel):
 
 
 class OfferIn(BaseModel):
-    sdp: str = Field(min_length=1, max_length=100_000)
+    sdp: str = Field(min_length=1, max_length=MAX_SDP_BYTES)
     type: str = Field(pattern="^(offer|answer)$")
     pc_id: str | None = None
     restart_pc: bool | None = None

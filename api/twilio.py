@@ -26,13 +26,14 @@ from agent.calls.telephony import Twilio
 from agent.runtime import Runtime
 from agent.settings import Settings
 from api.schemas import ErrorOut
+from api.strict_json import StrictJSONRoute
 from pipeline.call import run_call
 from pipeline.twilio import CallMeBackTwilioSerializer
 
 TWILIO_RATE = 8000
 CANT_TAKE_CALL = "Sorry, we can't take your call right now. Please try again in a few minutes."
 
-router = APIRouter(tags=["twilio"])
+router = APIRouter(route_class=StrictJSONRoute, tags=["twilio"])
 
 
 class TwilioVoiceForm(BaseModel):
@@ -43,8 +44,8 @@ class TwilioVoiceForm(BaseModel):
 
 class TwilioStatusForm(BaseModel):
     CallSid: str = Field(pattern=r"^CA[0-9a-zA-Z]{8,64}$")
-    CallStatus: str
-    CallDuration: Annotated[int, Field(ge=0)] | None = None
+    CallStatus: str = Field(max_length=32)
+    CallDuration: Annotated[int, Field(ge=0, le=7 * 86_400)] | None = None  # a week: Twilio's calls last 24 h at most
 
 
 def _webhook_doc(form: type[BaseModel] | None, ok: int = 200) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from agent.calls.outbound import place_outbound_call
 from agent.memory.relationships import Fact, FactCategory
 from api.deps import Lifecycle, OwnCall, PersonaRow, Rt, TwilioClient, User, persona_named
+from api.strict_json import StrictJSONRoute
 from api.errors import PaymentRequiredOut, errors
 from api.schemas import (
     FACT_KEY_PATTERN, BudgetIn, BudgetOut, CallCostOut, CallOut, CallPage, CallRequest, CostEventsOut,
@@ -28,7 +29,7 @@ from api.views.cost_summary import cost_summary
 from api.views.memory import forget_fact, memory_view, relationship_out, update_relationship
 from api.views.precall import estimate_next_call, prompt_preview
 
-router = APIRouter(prefix="/api", responses=errors(401))
+router = APIRouter(route_class=StrictJSONRoute, prefix="/api", responses=errors(401))
 
 
 @router.get("/user", tags=["user"], summary="Who the token belongs to")

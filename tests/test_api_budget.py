@@ -172,7 +172,7 @@ async def test_call_me_back_without_a_card_is_refused_when_payments_are_on(setti
         "twilio_api_base_url": "http://127.0.0.1:9", "public_base_url": "https://calls.example.test"})
     app = create_app(paying)
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
             api = Api(app, client, paying)
             refused = await client.post("/api/calls", headers=api.user(), json={"persona_id": "brad"})
             assert refused.status_code == 402 and "no card on file" in refused.json()["detail"]

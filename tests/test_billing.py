@@ -148,7 +148,7 @@ async def test_an_operator_attaches_a_card_and_the_user_sees_payments_are_on(set
 
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as http:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as http:
             admin = {"Authorization": f"Bearer {settings.admin_token}"}
             user = {"Authorization": f"Bearer {mint_user_token('demo', settings.jwt_secret)}"}
             assert (await http.get("/api/user/payments", headers=user)).json() == {
@@ -180,7 +180,7 @@ async def test_attaching_a_card_with_payments_off_is_a_conflict(settings):
 
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as http:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as http:
             response = await http.put("/api/admin/users/demo/payment-method",
                                       headers={"Authorization": f"Bearer {settings.admin_token}"},
                                       json={"payment_method_id": "pm_card_visa"})

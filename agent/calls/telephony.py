@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import hmac
 import math
+import time
 from dataclasses import dataclass
 
 from loguru import logger
@@ -42,13 +43,28 @@ class Twilio:
             return False
         return RequestValidator(self.settings.twilio_auth_token).validate(url, params, signature)
 
-    def media_token(self, call_id: str) -> str:
-        """Signs the media URL of one call, so only Twilio (given the URL by us) can open it."""
-        key = (self.settings.twilio_auth_token or self.settings.jwt_secret).encode()
-        return hmac.new(key, f"media:{call_id}".encode(), hashlib.sha256).hexdigest()
+    def media_token(self, call_id: str, *, now: float | None = None) -> str:
+        """Signs the media URL of one call until it expires, so only Twilio (given the URL by us) opens it.
 
-    def media_token_valid(self, call_id: str, token: str) -> bool:
-        return hmac.compare_digest(self.media_token(call_id), token or "")
+        `<expiry>.<hmac>`: valid for MEDIA_TOKEN_TTL_SECS, long enough for Twilio to
+        connect. It is one use in effect: the first connection makes the call live and
+        a call goes live once, so a replayed URL is refused (docs/calls.md).
+        """
+        expires = int((time.time() if now is None else now) + self.settings.media_token_ttl_secs)
+        return f"{expires}.{self._sign(call_id, expires)}"
+
+    def media_token_valid(self, call_id: str, token: str, *, now: float | None = None) -> bool:
+        expiry, _, signature = (token or "").partition(".")
+        if not expiry.isascii() or not expiry.isdigit() or len(expiry) > 12:
+            return False
+        if int(expiry) < (time.time() if now is None else now):
+            return False
+        # Bytes, not str: compare_digest refuses non-ASCII text, and a token is the caller's input.
+        return hmac.compare_digest(self._sign(call_id, int(expiry)).encode(), signature.encode("utf-8", "replace"))
+
+    def _sign(self, call_id: str, expires: int) -> str:
+        key = (self.settings.twilio_auth_token or self.settings.jwt_secret).encode()
+        return hmac.new(key, f"media:{call_id}:{expires}".encode(), hashlib.sha256).hexdigest()
 
     async def hang_up(self, call_sid: str) -> None:
         """End a call; one that has already ended (404) is not an error."""

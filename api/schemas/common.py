@@ -19,14 +19,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-USD_OUT = r"^-?\d+\.\d{2,6}$"
-USD_IN = r"^\d{1,7}(\.\d{1,6})?$"
+USD_OUT = r"^-?[0-9]+\.[0-9]{2,6}$"  # ASCII digits only: \d would also admit "５"
+USD_IN = r"^[0-9]{1,7}(\.[0-9]{1,6})?$"
 Usd = Annotated[str, Field(pattern=USD_OUT, examples=["7.50"], description="US dollars, exact decimal string")]
 UsdIn = Annotated[str, Field(pattern=USD_IN, examples=["10.00"],
                              description="US dollars as a decimal string, at most six decimals (e.g. \"10\", \"7.50\")")]
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 CALL_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-E164 = r"^\+[1-9]\d{6,14}$"
+E164 = r"^\+[1-9][0-9]{6,14}$"
 # Text: no NUL (PostgreSQL cannot store it); required text also needs one visible character
 # (the domain strips whitespace, so "   " would be empty). Blank = controls, space, Unicode spaces.
 _BLANK = r"\x00-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
