@@ -16,6 +16,8 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from storage.uninterrupted import transaction
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Any constant works: it only has to be the same for every worker of this project.
 _MIGRATION_LOCK_ID = 7_730_001
@@ -67,11 +69,12 @@ class Database:
             await conn.run_sync(_upgrade_to_head)
 
     def begin(self) -> Any:
-        """A write transaction (`async with db.begin() as conn:`)."""
-        return self._writer.begin()
+        """A write transaction (`async with db.begin() as conn:`), safe to cancel (storage.uninterrupted)."""
+        return transaction(self._writer)
 
     def connect(self) -> Any:
-        return self.engine.connect()
+        """A read transaction, safe to cancel like a write: it never leaves a connection half used."""
+        return transaction(self.engine)
 
     async def ping(self) -> bool:
         try:
