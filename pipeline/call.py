@@ -22,7 +22,7 @@ from pipecat.processors.aggregators.llm_response_universal import LLMContextAggr
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.workers.runner import WorkerRunner
 
-from agent.calls.lifecycle import CallSession
+from agent.calls.session import CallSession
 from agent.settings import Settings
 from pipeline.services import CallServices, build_services
 from processors.budget_guard import BudgetGuard

@@ -23,7 +23,8 @@ from pipecat.transports.smallwebrtc.request_handler import (
 )
 from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
-from agent.calls.lifecycle import CallLifecycle, CallSession
+from agent.calls.lifecycle import CallLifecycle
+from agent.calls.session import CallSession
 from agent.settings import Settings
 from pipeline.call import run_call
 

@@ -15,10 +15,8 @@ finished by reconciliation in another worker.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable
 
 from loguru import logger
 
@@ -26,8 +24,6 @@ from agent.books.billing import Billing, PaymentError
 from agent.books.budgets import BudgetMonitor, CallAllowance, LimitKind
 from agent.books.costs import CallCostTracker, FinalBreakdown, Service, Source
 from agent.memory.extraction import (
-    MAX_EXTRACTION_ATTEMPTS,
-    ExtractionError,
     ExtractionResult,
     MemoryExtractor,
     apply_update,
@@ -37,41 +33,14 @@ from agent.accounts.personas import Persona
 from agent.memory.prompt import CompositePrompt, build_composite_prompt, compose_prompt
 from agent.runtime import Runtime
 from agent.errors import Conflict
+from agent.calls.session import CallSession, FencedSink
 from agent.memory.transcript import Transcript
-from storage.calls import CallStore
 from storage.leases import Fence, LeaseLost
 from storage.util import utcnow
 
 
 class CallNotWaiting(Conflict):
     """The call is not waiting to start: another connection made it live first, or it has ended."""
-
-@dataclass
-class CallSession:
-    """Everything a live call carries: who, what it may spend, its prompt and its ledger."""
-
-    call_id: str
-    direction: str
-    user: dict
-    persona: Persona
-    allowance: CallAllowance
-    prompt: CompositePrompt
-    tracker: CallCostTracker
-    monitor: BudgetMonitor
-    memory_loaded: bool
-    fence: Fence
-    twilio_call_sid: str | None = None
-    started_monotonic: float = field(default_factory=time.monotonic)
-    ending: asyncio.Task | None = None  # the one task that closes this call's books
-    # Set by whoever runs the call's media (server.py): stops the pipeline and the phone line.
-    hang_up: Callable[[], Awaitable[None]] | None = None
-    end_requested: str | None = None  # why someone asked this call to end (e.g. "operator_ended")
-    transcript: Transcript = field(default_factory=Transcript)
-    lease_lost: bool = False  # another worker took the call over: this one writes and says nothing more
-
-    def elapsed_seconds(self) -> int:
-        return int(round(time.monotonic() - self.started_monotonic))
-
 
 class CallLifecycle:
     def __init__(self, runtime: Runtime, *, carrier_wait_secs: float = 3.0,
@@ -388,13 +357,3 @@ def _breakdown_row(final: FinalBreakdown) -> dict:
 def _minutes(seconds: int) -> str:
     minutes = max(1, round(seconds / 60))
     return f"{minutes}-minute"
-
-
-class FencedSink:
-    """The ledger's sink for a live call: every write carries the call's fence."""
-
-    def __init__(self, calls: CallStore, fence: Fence) -> None:
-        self.calls, self.fence = calls, fence
-
-    async def append_events(self, events: list[dict], spent: tuple[str, int] | None = None) -> None:
-        await self.calls.append_events(events, spent, fence=self.fence)
