@@ -9,7 +9,7 @@ from agent.calls.reconcile import Reconciler
 from agent.books.budgets import BudgetRefused, BudgetSettings
 from agent.calls.lifecycle import CallLifecycle
 from agent.calls.outbound import DialError, place_outbound_call
-from agent.calls.telephony import Twilio, time_limit_for
+from agent.calls.telephony import Twilio
 from fakes import ServedApp, TwilioRestFake
 
 AC, TOKEN = "AC" + "2" * 32, "rest-token"
@@ -109,7 +109,3 @@ async def test_outbound_needs_twilio(runtime):
         await place_outbound_call(CallLifecycle(runtime), Twilio(runtime.settings), "demo", "brad")
 
 
-def test_time_limit_follows_the_budget():
-    assert time_limit_for(1_000_000, 100_000, 10) == 610  # $1 at 10 cents a minute, plus grace
-    assert time_limit_for(10, 100_000, 0) == 60  # never less than a minute
-    assert time_limit_for(10**12, 1, 0) == 4 * 3600  # never more than Twilio allows

@@ -105,9 +105,13 @@ class EventSink(Protocol):
         """Persist; raises `storage.leases.LeaseLost` if this process no longer owns the call."""
 
 
-def stripe_fee_micros(subtotal_micros: int, prices: PriceBook) -> int:
-    """Seed rule: 2.9% + 30¢ of the subtotal; nothing to charge means no fee."""
-    if subtotal_micros <= 0:
+def stripe_fee_micros(subtotal_micros: int, prices: PriceBook, *, charged: bool = True) -> int:
+    """Seed rule: 2.9% + 30¢ of the subtotal; nothing to charge, or payments off, means no fee.
+
+    `charged` is whether this server charges cards at all (STRIPE_SECRET_KEY):
+    a fee nobody pays must not count against anyone's budget.
+    """
+    if subtotal_micros <= 0 or not charged:
         return 0
     percent = prices.rate("stripe", "payments", "card", "percent")
     fixed = prices.rate("stripe", "payments", "card", "charge")
@@ -119,7 +123,7 @@ class CallCostTracker:
 
     def __init__(self, call_id: str, user_id: str, prices: PriceBook, sink: EventSink | None = None,
                  *, direction: str = "inbound", flush_interval: float = 1.0,
-                 heartbeat_secs: float = HEARTBEAT_SECS,
+                 heartbeat_secs: float = HEARTBEAT_SECS, card_fee: bool = True,
                  on_lease_lost: Callable[[], Awaitable[None]] | None = None) -> None:
         self.call_id = call_id
         self.user_id = user_id
@@ -128,6 +132,7 @@ class CallCostTracker:
         self.direction = direction
         self.flush_interval = flush_interval
         self.heartbeat_secs = heartbeat_secs
+        self.card_fee = card_fee  # payments on: the Stripe fee is part of what the caller pays
         self.on_lease_lost = on_lease_lost  # another worker owns the call now: stop spending
         self._events: list[CostEvent] = []
         self._pending: list[CostEvent] = []
@@ -230,12 +235,15 @@ class CallCostTracker:
 
     def total_micros(self) -> int:
         """Events plus the Stripe fee: what finalising now would make the total."""
-        return self._subtotal + stripe_fee_micros(self._subtotal, self.prices)
+        return self._subtotal + self.fee_micros(self._subtotal)
 
     def running_total_micros(self) -> int:
         """What the user would pay if the call ended now: events, minutes so far, Stripe fee."""
         subtotal = self._subtotal + self.provisional_duration_micros()
-        return subtotal + stripe_fee_micros(subtotal, self.prices)
+        return subtotal + self.fee_micros(subtotal)
+
+    def fee_micros(self, subtotal_micros: int) -> int:
+        return stripe_fee_micros(subtotal_micros, self.prices, charged=self.card_fee)
 
     def breakdown(self) -> dict[str, dict[str, Any]]:
         return {service: total.as_dict() for service, total in sorted(self._totals.items())}
@@ -323,7 +331,7 @@ class CallCostTracker:
         if self.finalized is not None:
             return self.finalized
         subtotal = self._subtotal
-        fee = stripe_fee_micros(subtotal, self.prices)
+        fee = self.fee_micros(subtotal)
         total = subtotal + fee
         charged = round_to_cent(total) if amount_charged_micros is None else amount_charged_micros
         self.finalized = FinalBreakdown(
@@ -335,9 +343,10 @@ class CallCostTracker:
 
     @classmethod
     def from_events(cls, call_id: str, user_id: str, prices: PriceBook, rows: list[dict[str, Any]],
-                    sink: EventSink | None = None, *, direction: str = "inbound") -> "CallCostTracker":
+                    sink: EventSink | None = None, *, direction: str = "inbound",
+                    card_fee: bool = True) -> "CallCostTracker":
         """Rebuild a ledger from stored events (start-up reconciliation after a crash)."""
-        tracker = cls(call_id, user_id, prices, sink, direction=direction)
+        tracker = cls(call_id, user_id, prices, sink, direction=direction, card_fee=card_fee)
         for row in sorted(rows, key=lambda r: r["seq"]):
             event = CostEvent.from_row(row)
             tracker._apply(event)

@@ -37,7 +37,7 @@ class CostEstimate:
 def estimate_call_cost(minutes: Decimal | int | float | str, memory_tokens: int, *, prices: PriceBook,
                        llm_vendor: str = "cerebras", llm_model: str = "gpt-oss-120b",
                        stt_model: str = "nova-3-general", tts_model: str = "eleven_flash_v2_5",
-                       direction: str = "inbound") -> CostEstimate:
+                       direction: str = "inbound", card_fee: bool = True) -> CostEstimate:
     """Per-service estimate with the Stripe fee; warns when the memory context is large."""
     minutes = Decimal(str(minutes))
     if minutes <= 0 or minutes > 600:
@@ -64,7 +64,7 @@ def estimate_call_cost(minutes: Decimal | int | float | str, memory_tokens: int,
         + llm_in.cost_micros(extraction_in) + llm_out.cost_micros(EXTRACTION_OUTPUT_TOKENS),
     }
     subtotal = sum(services.values())
-    fee = stripe_fee_micros(subtotal, prices)
+    fee = stripe_fee_micros(subtotal, prices, charged=card_fee)
     warnings = []
     if memory_tokens > LARGE_MEMORY_TOKENS:
         share = llm_in.cost_micros(memory_tokens * turns)

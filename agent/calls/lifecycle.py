@@ -109,7 +109,7 @@ class CallLifecycle:
         sink = FencedSink(self.rt.calls, fence)
         tracker = CallCostTracker(call_id, user["id"], self.rt.prices, sink, direction=call["direction"],
                                   flush_interval=self.rt.settings.cost_flush_interval_secs,
-                                  heartbeat_secs=self.rt.settings.heartbeat_secs)
+                                  heartbeat_secs=self.rt.settings.heartbeat_secs, card_fee=self.billing.enabled)
         if loaded:
             tracker.track_memory("read")
         session = CallSession(call_id, call["direction"], user, persona, allowance, prompt, tracker,
@@ -122,7 +122,7 @@ class CallLifecycle:
     async def _abandon_start(self, call_id: str, fence: Fence) -> None:
         """The call went live here but could not be set up: end it now rather than at reconciliation."""
         try:
-            tracker = CallCostTracker(call_id, "", self.rt.prices)
+            tracker = CallCostTracker(call_id, "", self.rt.prices, card_fee=self.billing.enabled)
             await self._close_books(call_id, tracker, fence, reason="failed_to_start", seconds=0,
                                     transcript=Transcript(), extraction_status=None)
         except Exception as exc:  # the database is what failed: reconciliation finishes it

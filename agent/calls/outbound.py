@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from agent.books.budgets import CallAllowance
-from agent.books.estimate import estimate_call_cost
 from agent.calls.lifecycle import CallLifecycle
-from agent.calls.telephony import Twilio, time_limit_for
+from agent.calls.precall import carrier_time_limit, memory_tokens, next_prompt
+from agent.calls.telephony import Twilio
 
 
 class DialError(RuntimeError):
@@ -34,13 +34,13 @@ async def place_outbound_call(lifecycle: CallLifecycle, twilio: Twilio, user_id:
     if not base or not rt.settings.twilio_enabled:
         raise TelephonyNotConfigured("outbound calls need Twilio settings and PUBLIC_BASE_URL")
     allowance = await lifecycle.open(user_id, persona_id, "outbound")
-    per_minute = estimate_call_cost(1, 1000, prices=rt.prices, llm_model=persona["llm_model"] or rt.settings.cerebras_model,
-                                    direction="outbound").total_micros
+    memory = memory_tokens(await next_prompt(rt, user, persona))
+    time_limit = carrier_time_limit(rt, persona, memory, allowance.limit_micros, allowance.grace_period_seconds)
     try:
         sid = await twilio.place_call(
             to=user["phone_number"], from_=persona["phone_number"], url=f"{base}/twilio/outbound/{allowance.call_id}",
             status_callback=f"{base}/twilio/status",
-            time_limit=time_limit_for(allowance.limit_micros, per_minute, allowance.grace_period_seconds))
+            time_limit=time_limit)
     except Exception as exc:
         await lifecycle.cancel_before_start(allowance.call_id, "dial_failed")
         raise DialError(f"Twilio did not place the call: {exc}") from exc

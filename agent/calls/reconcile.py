@@ -58,7 +58,8 @@ class Reconciler:
     async def _finish_abandoned(self, call: dict, fence: Fence) -> bool:
         events = await self.rt.calls.events(call["id"])
         tracker = CallCostTracker.from_events(call["id"], call["user_id"], self.rt.prices, events,
-                                              self.rt.calls, direction=call["direction"])
+                                              self.rt.calls, direction=call["direction"],
+                                              card_fee=self.lifecycle.billing.enabled)
         started = call["started_at"]
         if call["duration_seconds"] is not None:
             seconds, source = int(call["duration_seconds"]), Source.VENDOR

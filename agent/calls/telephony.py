@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import math
 import time
 from dataclasses import dataclass
 
@@ -20,7 +19,6 @@ from twilio.rest import Client
 
 from agent.settings import Settings
 
-MAX_TIME_LIMIT_SECS = 4 * 3600  # Twilio's own ceiling
 
 
 @dataclass
@@ -86,11 +84,3 @@ class Twilio:
                 status_callback_method="POST", status_callback_event=["completed"], time_limit=time_limit)
             return call.sid
         return await asyncio.to_thread(_create)
-
-
-def time_limit_for(limit_micros: int, per_minute_micros: int, grace_seconds: int) -> int:
-    """Carrier-side backstop: the minutes the budget buys at the estimated rate, plus grace."""
-    if per_minute_micros <= 0:
-        return MAX_TIME_LIMIT_SECS
-    seconds = math.floor(limit_micros * 60 / per_minute_micros) + grace_seconds
-    return max(60, min(seconds, MAX_TIME_LIMIT_SECS))

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from api.schemas import BudgetIn, BudgetOut
 from agent.books.budgets import BudgetManager, BudgetSettings
 from agent.errors import InvalidInput
-from agent.books.money import parse_usd, usd
+from agent.books.money import format_usd, parse_usd, usd
 
 _MONEY = {"per_call_limit_usd": "per_call_limit_micros", "daily_limit_usd": "daily_limit_micros",
           "monthly_limit_usd": "monthly_limit_micros"}
@@ -39,4 +39,8 @@ async def change_budget(budgets: BudgetManager, user_id: str, change: BudgetIn) 
         settings = BudgetSettings(**merged)
     except ValidationError as exc:
         raise InvalidInput.from_validation(exc, rename={d: a for a, d in _MONEY.items()}) from None
+    if settings.per_call_limit_micros < budgets.min_call_micros:  # every call would be refused with 402
+        raise InvalidInput.at(("body", "per_call_limit_usd"),
+                              f"must be at least {format_usd(budgets.min_call_micros)}, the minimum call",
+                              "greater_than_equal")
     return budget_out(await budgets.save_settings(user_id, settings), budgets.min_call_micros)

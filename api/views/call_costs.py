@@ -55,7 +55,7 @@ async def call_cost(lifecycle: CallLifecycle, call: dict[str, Any]) -> CallCostO
         tracker = session.tracker
         provisional = tracker.provisional_duration_micros()
         subtotal = tracker.subtotal_micros + provisional
-        total = subtotal + stripe_fee_micros(subtotal, rt.prices)
+        total = subtotal + tracker.fee_micros(subtotal)
         return CallCostOut(**base, status="live", live=True, source="live", total_usd=usd(total),
                            subtotal_usd=usd(tracker.subtotal_micros), stripe_fee_usd=usd(total - subtotal),
                            provisional_carrier_usd=usd(provisional), used_pct=_pct(total, limit),
@@ -71,7 +71,7 @@ async def call_cost(lifecycle: CallLifecycle, call: dict[str, Any]) -> CallCostO
                            services=_services(final["services"]), event_count=len(await rt.calls.events(call["id"])))
     rows = await rt.calls.events(call["id"])
     subtotal = sum(int(r["cost_micros"]) for r in rows)
-    fee = stripe_fee_micros(subtotal, rt.prices)
+    fee = stripe_fee_micros(subtotal, rt.prices, charged=rt.settings.payments_enabled)
     total = max(int(call["spent_micros"]), subtotal + fee)  # the flushed total also counts minutes so far
     return CallCostOut(**base, status=call["status"], live=call["status"] in LIVE_STATUSES, source="stored",
                        total_usd=usd(total), subtotal_usd=usd(subtotal), stripe_fee_usd=usd(fee),

@@ -1,4 +1,4 @@
-"""Before a call: the prompt it would start with, and what it will probably cost.
+"""Before a call, in API shapes: the prompt it would start with, and what it will probably cost.
 
 Both answer "what happens if I call now?" from the same inputs the call itself
 uses (the user's memory, their memory token limit, their remaining budget),
@@ -9,19 +9,11 @@ from __future__ import annotations
 
 from api.schemas import EstimateOut, PromptPreviewOut
 from agent.books.budgets import LimitKind, budget_windows
-from agent.books.estimate import estimate_call_cost
 from agent.books.money import format_usd, usd
-from agent.accounts.personas import Persona
-from agent.memory.prompt import CompositePrompt, build_composite_prompt, count_tokens
+from agent.calls import precall
+from agent.calls.precall import memory_tokens, next_prompt
 from agent.runtime import Runtime
 from storage.reports import Reports
-
-
-async def next_prompt(rt: Runtime, user: dict, persona_row: dict) -> CompositePrompt:
-    """The composite prompt the next call between this user and persona would use."""
-    budget = await rt.budgets.settings(user["id"])
-    return await build_composite_prompt(rt.memory, user, Persona.from_row(persona_row),
-                                        rt.settings.prompt_token_budget, memory_token_limit=budget.memory_token_limit)
 
 
 async def prompt_preview(rt: Runtime, user: dict, persona_row: dict) -> PromptPreviewOut:
@@ -33,12 +25,8 @@ async def prompt_preview(rt: Runtime, user: dict, persona_row: dict) -> PromptPr
 async def estimate_next_call(rt: Runtime, user: dict, persona_row: dict, minutes: float,
                              direction: str) -> EstimateOut:
     """The pre-call estimate, with the memory this persona carries and the budget the call would get."""
-    prompt = await next_prompt(rt, user, persona_row)
-    memory_tokens = max(prompt.token_count - count_tokens(prompt.parts["core_identity"]), 0)
-    s = rt.settings
-    estimate = estimate_call_cost(
-        minutes, memory_tokens, prices=rt.prices, llm_model=persona_row["llm_model"] or s.cerebras_model,
-        stt_model=s.deepgram_model, tts_model=persona_row["tts_model"] or s.elevenlabs_model, direction=direction)
+    memory = memory_tokens(await next_prompt(rt, user, persona_row))
+    estimate = precall.estimate(rt, persona_row, minutes, memory, direction)
     limit, kind = await _call_limit(rt, user)
     warnings = list(estimate.warnings)
     if limit < rt.budgets.min_call_micros:
@@ -47,7 +35,7 @@ async def estimate_next_call(rt: Runtime, user: dict, persona_row: dict, minutes
         warnings.append(f"This call would cost about {format_usd(estimate.total_micros)}, more than the "
                         f"{format_usd(limit)} your {_words(kind)} budget allows: it would be cut off early.")
     return EstimateOut(
-        persona_id=persona_row["id"], minutes=minutes, direction=direction, memory_tokens=memory_tokens,
+        persona_id=persona_row["id"], minutes=minutes, direction=direction, memory_tokens=memory,
         services={k: usd(v) for k, v in estimate.services.items()}, subtotal_usd=usd(estimate.subtotal_micros),
         stripe_fee_usd=usd(estimate.stripe_fee_micros), total_usd=usd(estimate.total_micros),
         call_limit_usd=usd(limit), limit_kind=kind.value,
