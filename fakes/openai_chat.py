@@ -34,6 +34,14 @@ def count_tokens(text: str) -> int:
     return len(_ENCODING.encode(text, disallowed_special=()))
 
 
+def truncate_to_tokens(text: str, limit: int | None) -> str:
+    """What a model that honours ``max_completion_tokens`` generates of ``text``: at most ``limit`` tokens."""
+    if not limit:
+        return text
+    tokens = _ENCODING.encode(text, disallowed_special=())
+    return text if len(tokens) <= limit else _ENCODING.decode(tokens[:limit])
+
+
 @dataclass(frozen=True)
 class ErrorReply:
     """Answer with an HTTP error and an OpenAI-style ``{"error": {...}}`` body.
@@ -180,6 +188,7 @@ class OpenAIFake:
 
         prompt = prompt_tokens_of(body.get("messages", []))
         if isinstance(reply, str):
+            reply = truncate_to_tokens(reply, body.get("max_completion_tokens") or body.get("max_tokens"))
             completion = count_tokens(reply)
             self.served_texts.append(reply)
         else:

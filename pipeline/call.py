@@ -25,10 +25,14 @@ from pipecat.workers.runner import WorkerRunner
 from agent.calls.session import CallSession
 from agent.settings import Settings
 from pipeline.services import CallServices, build_services
+from agent.books.spend import Rates, SpendPlanner
+from engines.tokenizer import count_tokens
 from processors.budget_guard import BudgetGuard
+from processors.spend_gate import LLMSpendGate, TTSSpendGate
 from processors.metering import UsageMeter
 from processors.transcript import record_transcript
 
+MAX_TOKENS = 300  # a spoken reply's most tokens; the spend gate lowers it as the budget runs out
 APOLOGY = "Sorry, I lost my train of thought for a second. Could you say that again?"
 
 
@@ -52,7 +56,7 @@ async def run_call(
     on_worker: Callable[[PipelineWorker], None] | None = None,
 ) -> CallOutcome:
     """Run the call until it ends; returns why it ended and what was said."""
-    services = build_services(settings, session.persona, session.prompt.prompt)
+    services = build_services(settings, session.persona, session.prompt.prompt, max_tokens=MAX_TOKENS)
     context = LLMContext()
     user_aggregator, assistant_aggregator = LLMContextAggregatorPair(
         context, user_params=LLMUserAggregatorParams(vad_analyzer=SileroVADAnalyzer()))
@@ -65,11 +69,17 @@ async def run_call(
         if hang_up is not None:
             await hang_up()
 
+    planner = spend_planner(session, services, settings) if session.allowance.auto_cutoff else None
     meter = UsageMeter(session.tracker, services.meter_config, name="usage-meter")
     guard = BudgetGuard(session.tracker, session.monitor, force_end=force_end, mark_frame=mark_frame,
-                        name="budget-guard")
+                        planner=planner, name="budget-guard")
+    gates: tuple[list, list] = ([], [])
+    if planner is not None:  # price what is about to be spent before it goes to the LLM and the TTS
+        gates = ([LLMSpendGate(planner, system_tokens=count_tokens(session.prompt.prompt), most_tokens=MAX_TOKENS,
+                               out_of_budget=guard.out_of_budget, name="llm-spend-gate")],
+                 [TTSSpendGate(planner, out_of_budget=guard.out_of_budget, name="tts-spend-gate")])
     pipeline = Pipeline([
-        transport.input(), services.stt, user_aggregator, services.llm, services.tts,
+        transport.input(), services.stt, user_aggregator, *gates[0], services.llm, *gates[1], services.tts,
         transport.output(), meter, guard, assistant_aggregator,
     ])
     worker = PipelineWorker(
@@ -111,3 +121,15 @@ async def run_call(
     if guard.cutoff is not None and ended_by["reason"] == "caller_hung_up":
         ended_by["reason"] = "budget_cutoff"
     return CallOutcome(ended_by["reason"], guard, services)
+
+
+def spend_planner(session: CallSession, services: CallServices, settings: Settings) -> SpendPlanner:
+    """The call's planner, priced like its services: the first LLM (the one that normally answers)."""
+    prices = session.tracker.prices
+    config = services.meter_config
+    llm = next(iter(config.llms.values()))
+    rates = Rates.for_call(prices, llm_vendor=llm.vendor, llm_model=llm.model, tts_vendor=config.tts.vendor,
+                           tts_model=config.tts.model, stt_vendor=config.stt.vendor, stt_model=config.stt.model,
+                           direction=session.direction if session.direction != "webrtc" else "inbound")
+    return SpendPlanner(session.tracker, session.allowance.limit_micros, rates,
+                        session.allowance.grace_period_seconds, phone=session.direction != "webrtc")

@@ -37,6 +37,11 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from agent.books.budgets import Action, BudgetDecision, BudgetMonitor
+from agent.books.spend import SpendPlanner
+
+
+SPEECH_START_SECS = 3.0  # a reply sent to the TTS starts playing within this, or the goodbye comes anyway
+SPEECH_WAIT_SECS = 30.0  # the longest a paid-for reply is let finish before the goodbye
 
 
 class RunningTotal(Protocol):
@@ -62,6 +67,7 @@ class BudgetGuard(FrameProcessor):
         force_end: Callable[[str], Awaitable[None]],
         mark_frame: Callable[[str], Frame] | None = None,
         check_interval: float = 1.0,
+        planner: SpendPlanner | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)
@@ -70,6 +76,7 @@ class BudgetGuard(FrameProcessor):
         self._force_end = force_end
         self._mark_frame = mark_frame
         self._check_interval = check_interval
+        self._planner = planner  # what is left after what is in flight and the goodbye's reserve
         self._wake = asyncio.Event()
         self._pending_warning: BudgetDecision | None = None
         self._user_speaking = False
@@ -77,6 +84,9 @@ class BudgetGuard(FrameProcessor):
         self._goodbye_started = False
         self._goodbye_heard = asyncio.Event()
         self._checker: asyncio.Task | None = None
+        self._after_speech: asyncio.Task | None = None
+        self._speech_done = asyncio.Event()
+        self._speech_started = asyncio.Event()
         self._ending: asyncio.Task | None = None
         self._watchdog: asyncio.Task | None = None
         self.warnings_spoken: list[str] = []
@@ -94,10 +104,12 @@ class BudgetGuard(FrameProcessor):
             await self._maybe_speak_warning()
         elif isinstance(frame, BotStartedSpeakingFrame) and direction == FrameDirection.DOWNSTREAM:
             self._bot_speaking = True
+            self._speech_started.set()
             if self.cutoff is not None:
                 self._goodbye_started = True
         elif isinstance(frame, BotStoppedSpeakingFrame) and direction == FrameDirection.DOWNSTREAM:
             self._bot_speaking = False
+            self._speech_done.set()
             if self._goodbye_started and self._ending is None:
                 self._ending = self.create_task(self._end_after_goodbye(), "budget-goodbye")
             else:
@@ -108,9 +120,10 @@ class BudgetGuard(FrameProcessor):
 
     async def cleanup(self) -> None:
         await super().cleanup()
-        if self._checker is not None:
-            await self.cancel_task(self._checker)
-            self._checker = None
+        for task in (self._checker, self._after_speech):
+            if task is not None:
+                await self.cancel_task(task)
+        self._checker = self._after_speech = None
 
     async def _check_loop(self) -> None:
         while self.cutoff is None:
@@ -119,12 +132,41 @@ class BudgetGuard(FrameProcessor):
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
-            decision = self._monitor.evaluate(self._ledger.running_total_micros())
+            spent = self._ledger.running_total_micros()
+            if self._planner is not None and self._planner.headroom_micros() <= 0:
+                await self.out_of_budget()  # minutes and speech so far leave only the goodbye's reserve
+                continue
+            decision = self._monitor.evaluate(spent)
             if decision.action == Action.WARN:
                 self._pending_warning = decision
                 await self._maybe_speak_warning()
             elif decision.action == Action.CUTOFF:
                 await self._cut_off(decision)
+
+    async def out_of_budget(self, *, after_speech: bool = False) -> None:
+        """A gate found the budget spent before the next request or sentence: cut off.
+
+        `after_speech`: what was already sent to the TTS (paid for) is heard first; the
+        goodbye follows once the persona stops speaking (or in a few seconds if it never starts).
+        """
+        if after_speech:
+            if self._after_speech is None and self.cutoff is None:
+                self._after_speech = self.create_task(self._cut_off_after_speech(), "budget-after-speech")
+            return
+        decision = self._monitor.out_of_budget(self._ledger.running_total_micros())
+        if decision is not None:
+            await self._cut_off(decision)
+
+    async def _cut_off_after_speech(self) -> None:
+        self._speech_done.clear()
+        try:
+            if not self._bot_speaking:  # the paid-for sentences are still on their way to the caller
+                self._speech_started.clear()
+                await asyncio.wait_for(self._speech_started.wait(), SPEECH_START_SECS)
+            await asyncio.wait_for(self._speech_done.wait(), SPEECH_WAIT_SECS)
+        except asyncio.TimeoutError:
+            pass
+        await self.out_of_budget()
 
     async def _maybe_speak_warning(self) -> None:
         if self._pending_warning is None or self._user_speaking or self._bot_speaking or self.cutoff:
@@ -132,6 +174,8 @@ class BudgetGuard(FrameProcessor):
         decision, self._pending_warning = self._pending_warning, None
         logger.info(f"budget warning: {decision.message}")
         self.warnings_spoken.append(decision.message)
+        if self._planner is not None:
+            self._planner.spoken(len(decision.message))
         await self.push_frame(TTSSpeakFrame(decision.message), FrameDirection.UPSTREAM)
 
     async def _cut_off(self, decision: BudgetDecision) -> None:

@@ -123,3 +123,23 @@ def test_no_cutoff_when_auto_cutoff_is_off():
     monitor = _monitor(cutoff=False)
     assert monitor.evaluate(12 * DOLLAR).action == Action.WARN
     assert monitor.evaluate(20 * DOLLAR).action == Action.OK
+
+
+def test_the_spend_planner_keeps_the_goodbye_in_reserve_and_caps_replies():
+    from agent.books.costs import CallCostTracker
+    from agent.books.spend import MIN_REPLY_TOKENS, Rates, SpendPlanner
+    from agent.settings import Settings
+
+    prices = Settings(_env_file=None).price_book
+    tracker = CallCostTracker("c", "u", prices, card_fee=False)
+    rates = Rates.for_call(prices, llm_vendor="cerebras", llm_model="gpt-oss-120b", tts_vendor="elevenlabs",
+                           tts_model="eleven_flash_v2_5", stt_vendor="deepgram", stt_model="nova-3-general",
+                           direction="inbound")
+    planner = SpendPlanner(tracker, 500_000, rates, grace_seconds=10, phone=True)
+    assert planner.reserve_micros > rates.tts_character.cost_micros(100)  # the goodbye, at least
+    assert planner.completion_tokens(1000, 300) == 300  # plenty left: the usual reply length
+    tracker.track_tts(9_000, model="eleven_flash_v2_5")  # $0.45 of speech
+    tokens = planner.completion_tokens(1000, 300)
+    assert tokens is None or MIN_REPLY_TOKENS <= tokens < 300  # near the limit: shorter, or none at all
+    assert not planner.may_say(2_000)  # a long sentence no longer fits
+    assert planner.exhausted

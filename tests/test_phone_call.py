@@ -112,11 +112,8 @@ async def test_warning_is_spoken_once_and_the_cutoff_says_goodbye_and_hangs_up(t
         await caller.wait_until(lambda: any("Just so you know" in t for t in rig.elevenlabs.texts), timeout=20)
         warning = next(t for t in rig.elevenlabs.texts if "Just so you know" in t)
         assert "of your $3 call budget" in warning
-        await caller.silence(1.5)
-        rig.deepgram.transcripts.append("Tell me something fun about the ocean.")
-        await caller.say_wav(DATA / "ocean.wav")
-        await caller.silence(0.3)
-        await caller.wait_until(lambda: any("goodbye" in t.lower() for t in rig.elevenlabs.texts), timeout=20)
+        # The reply was shortened to what the budget pays for: once it has been heard, the goodbye.
+        await caller.wait_until(lambda: any("goodbye" in t.lower() for t in rig.elevenlabs.texts), timeout=40)
         cutoff_at = asyncio.get_running_loop().time()
         await caller.wait_until(lambda: caller.closed_by_server, timeout=15)
         ended_at = asyncio.get_running_loop().time()
@@ -130,10 +127,12 @@ async def test_warning_is_spoken_once_and_the_cutoff_says_goodbye_and_hangs_up(t
         # The goodbye was heard before the hang-up: Twilio echoed our mark first.
         assert [name for name, _ in caller.marks_echoed] == ["goodbye"]
         assert call["end_reason"] == "budget_cutoff"
-        # No third turn: the LLM answered twice, not more.
-        assert len(_turns(rig.cerebras)) == 2
+        # The first reply was capped at what the budget could pay for; the second turn could not be
+        # afforded at all, so the persona said goodbye instead of answering.
+        turns = _turns(rig.cerebras)
+        assert len(turns) == 1 and turns[0]["max_completion_tokens"] < 300
         breakdown = await rig.calls.breakdown(call_id)
-        assert breakdown["total_micros"] >= 3_000_000
+        assert breakdown["total_micros"] <= 3_000_000  # the bill never passes the limit
 
 
 async def test_cerebras_500_fails_over_and_openai_answers_the_same_turn(tmp_path):
@@ -180,3 +179,47 @@ async def test_a_garbled_media_message_does_not_end_the_call(tmp_path):
         assert not caller.closed_by_server
         await caller.hang_up()
         await rig.wait_for_call_end(call_id)
+
+
+def _expensive_tts_prices(tmp_path):
+    """The default price book, but with ElevenLabs at a dollar per thousand characters (20 times dearer)."""
+    text = DEFAULT_PRICES_FILE.read_text()
+    text = text.replace('model = "eleven_flash_v2_5"\nunit = "character"\nprice = "0.05"',
+                        'model = "eleven_flash_v2_5"\nunit = "character"\nprice = "1.00"')
+    path = tmp_path / "prices-tts.toml"
+    path.write_text(text)
+    return path
+
+
+RAMBLING_REPLY = " ".join(["The swell came in from the south this morning and it was glassy all the way out."] * 16)
+
+
+async def test_a_reply_the_budget_cannot_pay_for_is_cut_at_a_sentence_and_the_bill_stays_within(tmp_path):
+    """A $0.50 call whose persona would say 1,300 characters (at $1 per thousand): what is sent to the
+    TTS vendor is priced first, the reply stops at a sentence that fits, the goodbye is said, and the
+    total (checked against what the fakes billed) is at most the limit."""
+    with PhoneRig(tmp_path, transcripts=["Hi Brad, how are you doing today?"], cerebras_script=[RAMBLING_REPLY],
+                  prices_file=_expensive_tts_prices(tmp_path)) as rig:
+        from agent.books.budgets import BudgetManager, BudgetSettings
+        from storage.users import UserStore
+
+        await BudgetManager(UserStore(rig.calls.db), rig.calls).save_settings(
+            "demo", BudgetSettings(per_call_limit_micros=500_000, daily_limit_micros=500_000))
+        sid = "CA" + "d" * 32
+        call_id, url = await rig.ring(sid)
+        caller = await rig.connect_caller(sid, call_id, url)
+        await caller.wait_until(lambda: len(caller.speech_segments) >= 1, timeout=10)
+        await caller.silence(0.3)
+        await caller.say_wav(DATA / "hello.wav")
+        await caller.silence(0.3)
+        await caller.wait_until(lambda: any("goodbye" in t.lower() for t in rig.elevenlabs.texts), timeout=30)
+        await caller.wait_until(lambda: caller.closed_by_server, timeout=15)
+        call = await rig.wait_for_call_end(call_id)
+        breakdown = await rig.calls.breakdown(call_id)
+        events = await rig.calls.events(call_id)
+        assert call["end_reason"] == "budget_cutoff"
+        assert breakdown["total_micros"] <= 500_000  # the bill never passes the limit
+        tts_billed = sum(int(e["quantity"]) for e in events if e["service"] == "tts")
+        assert tts_billed == rig.elevenlabs.characters_received  # the ledger has what the vendor billed
+        reply = "".join(t for t in rig.elevenlabs.texts if "swell" in t)
+        assert 0 < len(reply) < len(RAMBLING_REPLY) // 2 and reply.rstrip().endswith(".")  # cut at a sentence

@@ -138,6 +138,15 @@ class BudgetMonitor:
         return decision
 
 
+    def out_of_budget(self, spent_micros: int) -> BudgetDecision | None:
+        """The cutoff, now: what is left cannot pay for the next request or sentence (None if already cut off)."""
+        if self.cut_off or not self.allowance.auto_cutoff:
+            return None
+        self.cut_off = True
+        a = self.allowance
+        return BudgetDecision(Action.CUTOFF, spent_micros, a.limit_micros, a.limit_kind)
+
+
 class BudgetManager:
     """Budget settings and reservations, backed by the database."""
 

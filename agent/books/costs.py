@@ -233,6 +233,11 @@ class CallCostTracker:
         rate = self.prices.rate("twilio", "voice", self.direction, "minute")
         return rate.cost_micros(math.ceil(elapsed / 60) if elapsed > 0 else 0)
 
+    def service_cost_micros(self, service: Service) -> int:
+        """What one service has cost so far (its events on the ledger)."""
+        total = self._totals.get(service.value)
+        return total.cost_micros if total is not None else 0
+
     def total_micros(self) -> int:
         """Events plus the Stripe fee: what finalising now would make the total."""
         return self._subtotal + self.fee_micros(self._subtotal)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Callable
 import json
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from engines.offline_script import SCRIPT_MODEL, script_client_transport
 from agent.memory.relationships import CallSummary, Fact, FactCategory, MemorySnapshot, PersonaRelationshipManager, Storyline
 from agent.settings import Settings
 from agent.memory.transcript import Turn
+from engines.tokenizer import count_tokens
 
 MAX_EXTRACTION_ATTEMPTS = 3
 
@@ -90,6 +92,10 @@ def build_messages(persona_name: str, memory: MemorySnapshot, turns: list[Turn])
     ]
 
 
+#: (vendor, model, prompt tokens) -> the most completion tokens the budget pays for, or None: not now.
+Affordable = Callable[[str, str, int], int | None]
+
+
 class MemoryExtractor:
     """Cerebras first, OpenAI if Cerebras fails; each within the time limit."""
 
@@ -116,15 +122,30 @@ class MemoryExtractor:
                                                     http_client=httpx.AsyncClient(transport=script_client_transport())))]
 
     async def extract(self, persona_name: str, persona_model: str | None, memory: MemorySnapshot,
-                      turns: list[Turn]) -> ExtractionResult:
+                      turns: list[Turn], *, afford: Affordable | None = None) -> ExtractionResult:
+        """One JSON-mode call, failing over between vendors.
+
+        With `afford`, each vendor's request is first priced (its prompt counted here):
+        `afford(vendor, model, prompt_tokens)` gives the most completion tokens the
+        call's budget can still pay for, or None to leave it to a later, uncharged retry.
+        """
         messages = build_messages(persona_name, memory, turns)
         failure: str | None = None
         for vendor, model, client in self._providers(persona_model):
+            limit: dict = {}
+            if afford is not None:
+                priced_as = ("cerebras", persona_model or self.settings.cerebras_model) if vendor == "local" \
+                    else (vendor, model)
+                most = afford(*priced_as, sum(count_tokens(m["content"]) + 4 for m in messages))
+                if most is None:
+                    failure = f"{vendor}: the call's budget cannot pay for it now"
+                    continue
+                limit = {"max_completion_tokens": most}
             try:
                 async with client:
                     response = await asyncio.wait_for(client.chat.completions.create(
                         model=model, messages=messages, response_format={"type": "json_object"},
-                        temperature=0), self.timeout)
+                        temperature=0, **limit), self.timeout)
             except Exception as exc:
                 failure = f"{vendor}: {exc.__class__.__name__}: {exc}"[:180]
                 logger.warning(f"memory extraction via {vendor} failed ({failure})")

@@ -1,0 +1,124 @@
+"""Two gates that ask the call's `SpendPlanner` before money is spent, not after.
+
+- `LLMSpendGate` (before the LLM): prices each request's prompt and caps its
+  `max_completion_tokens` at what the remaining budget can pay for (the reply's
+  speech included); when not even a short reply fits, it does not run the LLM
+  and the call says goodbye instead.
+- `TTSSpendGate` (before the TTS): lets a reply through a whole sentence at a
+  time, each priced before it reaches the TTS vendor; the first sentence that
+  does not fit is not sent, nor anything after it, and the call says goodbye.
+  A reply the LLM gate had to shorten ends with its last whole sentence, then
+  the goodbye: the budget is spent.
+  The TTS aggregates by sentence anyway, so the gate adds no delay of its own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+
+from loguru import logger
+from pipecat.frames.frames import (
+    Frame,
+    InterruptionFrame,
+    LLMContextFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    LLMUpdateSettingsFrame,
+    TTSSpeakFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.services.openai.llm import OpenAILLMService
+
+from agent.books.spend import SpendPlanner
+from engines.tokenizer import count_tokens
+
+TOKENS_PER_MESSAGE = 4
+_SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*(\s+|$)")
+
+
+class LLMSpendGate(FrameProcessor):
+    def __init__(self, planner: SpendPlanner, *, system_tokens: int, most_tokens: int,
+                 out_of_budget: Callable[[], Awaitable[None]], **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self._planner = planner
+        self._system_tokens = system_tokens
+        self._most = most_tokens
+        self._current = most_tokens
+        self._out_of_budget = out_of_budget
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, LLMContextFrame) and direction == FrameDirection.DOWNSTREAM:
+            tokens = self._planner.completion_tokens(self._prompt_tokens(frame), self._most)
+            if tokens is None:
+                logger.info("budget: not even a short reply fits; saying goodbye instead of answering")
+                await self._out_of_budget()
+                return
+            if tokens != self._current:
+                self._current = tokens
+                await self.push_frame(LLMUpdateSettingsFrame(
+                    delta=OpenAILLMService.Settings(max_completion_tokens=tokens)), direction)
+        await self.push_frame(frame, direction)
+
+    def _prompt_tokens(self, frame: LLMContextFrame) -> int:
+        messages = frame.context.get_messages()
+        return self._system_tokens + sum(count_tokens(_text(m)) + TOKENS_PER_MESSAGE for m in messages)
+
+
+class TTSSpendGate(FrameProcessor):
+    def __init__(self, planner: SpendPlanner, *, out_of_budget: Callable[..., Awaitable[None]],
+                 **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self._planner = planner
+        self._out_of_budget = out_of_budget
+        self._sentence = ""
+        self._closed = False  # this reply ran out of budget: nothing more of it is spoken
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if direction != FrameDirection.DOWNSTREAM:
+            await self.push_frame(frame, direction)
+        elif isinstance(frame, LLMTextFrame) and not frame.skip_tts:
+            if not self._closed:
+                self._sentence += frame.text
+                await self._release_sentences(final=False)
+        elif isinstance(frame, LLMFullResponseEndFrame):
+            # A reply shortened to what the budget pays for ends mid-sentence: that fragment is not said,
+            # and with the budget spent the call says goodbye after the last whole sentence.
+            await self._release_sentences(final=not self._planner.capped)
+            self._sentence, self._closed = "", False
+            await self.push_frame(frame, direction)
+            if self._planner.capped:
+                await self._out_of_budget(after_speech=True)
+        elif isinstance(frame, (LLMFullResponseStartFrame, InterruptionFrame)):
+            self._sentence, self._closed = "", False
+            await self.push_frame(frame, direction)
+        else:
+            if isinstance(frame, TTSSpeakFrame):
+                self._planner.spoken(len(frame.text))  # the greeting or an apology: billed like any speech
+            await self.push_frame(frame, direction)
+
+    async def _release_sentences(self, *, final: bool) -> None:
+        while self._sentence and not self._closed:
+            end = _SENTENCE_END.search(self._sentence)
+            if end is None and not final:
+                return
+            cut = end.end() if end is not None else len(self._sentence)
+            sentence, self._sentence = self._sentence[:cut], self._sentence[cut:]
+            if not self._planner.may_say(len(sentence)):
+                self._closed, self._sentence = True, ""
+                logger.info(f"budget: the next sentence ({len(sentence)} characters) does not fit; stopping here")
+                await self._out_of_budget(after_speech=True)
+                return
+            await self.push_frame(LLMTextFrame(sentence))
+
+
+def _text(message: dict) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
