@@ -69,17 +69,16 @@ async def run_call(
         if hang_up is not None:
             await hang_up()
 
-    planner = spend_planner(session, services, settings) if session.allowance.auto_cutoff else None
+    planner = spend_planner(session, services, settings)
     meter = UsageMeter(session.tracker, services.meter_config, name="usage-meter")
     guard = BudgetGuard(session.tracker, session.monitor, force_end=force_end, mark_frame=mark_frame,
                         planner=planner, name="budget-guard")
-    gates: tuple[list, list] = ([], [])
-    if planner is not None:  # price what is about to be spent before it goes to the LLM and the TTS
-        gates = ([LLMSpendGate(planner, system_tokens=count_tokens(session.prompt.prompt), most_tokens=MAX_TOKENS,
-                               out_of_budget=guard.out_of_budget, name="llm-spend-gate")],
-                 [TTSSpendGate(planner, out_of_budget=guard.out_of_budget, name="tts-spend-gate")])
+    # Price what is about to be spent before it goes to the LLM and to the TTS.
+    llm_gate = LLMSpendGate(planner, system_tokens=count_tokens(session.prompt.prompt), most_tokens=MAX_TOKENS,
+                            out_of_budget=guard.out_of_budget, name="llm-spend-gate")
+    tts_gate = TTSSpendGate(planner, out_of_budget=guard.out_of_budget, name="tts-spend-gate")
     pipeline = Pipeline([
-        transport.input(), services.stt, user_aggregator, *gates[0], services.llm, *gates[1], services.tts,
+        transport.input(), services.stt, user_aggregator, llm_gate, services.llm, tts_gate, services.tts,
         transport.output(), meter, guard, assistant_aggregator,
     ])
     worker = PipelineWorker(
@@ -118,6 +117,7 @@ async def run_call(
     runner = WorkerRunner(handle_sigint=False)
     await runner.add_workers(worker)
     await runner.run()
+    planner.settle_unreported(call_ended=True)  # a reply cut short by the hang-up is billed too
     if guard.cutoff is not None and ended_by["reason"] == "caller_hung_up":
         ended_by["reason"] = "budget_cutoff"
     return CallOutcome(ended_by["reason"], guard, services)
@@ -132,4 +132,5 @@ def spend_planner(session: CallSession, services: CallServices, settings: Settin
                            tts_model=config.tts.model, stt_vendor=config.stt.vendor, stt_model=config.stt.model,
                            direction=session.direction if session.direction != "webrtc" else "inbound")
     return SpendPlanner(session.tracker, session.allowance.limit_micros, rates,
-                        session.allowance.grace_period_seconds, phone=session.direction != "webrtc")
+                        session.allowance.grace_period_seconds, phone=session.direction != "webrtc",
+                        enforce=session.allowance.auto_cutoff, llm_vendor=llm.vendor, llm_model=llm.model)

@@ -133,7 +133,7 @@ class BudgetGuard(FrameProcessor):
                 pass
             self._wake.clear()
             spent = self._ledger.running_total_micros()
-            if self._planner is not None and self._planner.headroom_micros() <= 0:
+            if self._planner is not None and self._planner.enforce and self._planner.headroom_micros() <= 0:
                 await self.out_of_budget()  # minutes and speech so far leave only the goodbye's reserve
                 continue
             decision = self._monitor.evaluate(spent)

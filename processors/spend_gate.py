@@ -81,6 +81,7 @@ class TTSSpendGate(FrameProcessor):
         if direction != FrameDirection.DOWNSTREAM:
             await self.push_frame(frame, direction)
         elif isinstance(frame, LLMTextFrame) and not frame.skip_tts:
+            self._planner.generated(count_tokens(frame.text))
             if not self._closed:
                 self._sentence += frame.text
                 await self._release_sentences(final=False)
@@ -93,6 +94,8 @@ class TTSSpendGate(FrameProcessor):
             if self._planner.capped:
                 await self._out_of_budget(after_speech=True)
         elif isinstance(frame, (LLMFullResponseStartFrame, InterruptionFrame)):
+            if isinstance(frame, InterruptionFrame):
+                self._planner.interrupted()
             self._sentence, self._closed = "", False
             await self.push_frame(frame, direction)
         else:

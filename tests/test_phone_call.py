@@ -223,3 +223,35 @@ async def test_a_reply_the_budget_cannot_pay_for_is_cut_at_a_sentence_and_the_bi
         assert tts_billed == rig.elevenlabs.characters_received  # the ledger has what the vendor billed
         reply = "".join(t for t in rig.elevenlabs.texts if "swell" in t)
         assert 0 < len(reply) < len(RAMBLING_REPLY) // 2 and reply.rstrip().endswith(".")  # cut at a sentence
+
+
+async def test_a_reply_cut_short_by_barge_in_is_on_the_ledger_though_its_stream_reported_no_usage(tmp_path):
+    """The caller talks over a slow reply: the stream is cancelled before its usage chunk, yet the vendor
+    bills the prompt and what it generated; the ledger has our own count of both, labelled estimated."""
+    from fakes.openai_chat import prompt_tokens_of
+
+    with PhoneRig(tmp_path, transcripts=["Hi Brad, how are you doing today?", "Tell me something fun about the ocean."],
+                  cerebras_script=[RAMBLING_REPLY, "Whales sing for hours."]) as rig:
+        rig.cerebras.chunk_delay = 0.15  # about 25 seconds of reply, streamed word by word
+        sid = "CA" + "e" * 32
+        call_id, url = await rig.ring(sid)
+        caller = await rig.connect_caller(sid, call_id, url)
+        await caller.wait_until(lambda: len(caller.speech_segments) >= 1, timeout=10)
+        await caller.silence(0.3)
+        await caller.say_wav(DATA / "hello.wav")
+        await caller.silence(0.3)
+        await caller.wait_until(lambda: any("swell" in t for t in rig.elevenlabs.texts), timeout=20)
+        await caller.say_wav(DATA / "ocean.wav")  # barge in
+        await caller.silence(0.3)
+        await caller.wait_until(lambda: any("Whales" in t for t in rig.elevenlabs.texts), timeout=20)
+        await caller.hang_up()
+        await rig.wait_for_call_end(call_id)
+        events = await rig.calls.events(call_id)
+        first = rig.cerebras.requests[0]
+        estimated = [e for e in events if e["service"] == "llm" and e["source"] == "estimated"]
+        assert [e["unit"] for e in estimated] == ["input_token", "output_token"], events
+        counted_prompt = int(estimated[0]["quantity"])
+        assert abs(counted_prompt - prompt_tokens_of(first["messages"])) <= 0.15 * prompt_tokens_of(first["messages"])
+        assert 0 < int(estimated[1]["quantity"]) < len(RAMBLING_REPLY.split())  # what streamed, not the whole reply
+        vendor_lines = [e for e in events if e["service"] == "llm" and e["source"] == "vendor"]
+        assert len(vendor_lines) == 2  # the second reply finished and reported its own usage

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from agent.books.costs import CallCostTracker, Service
+from agent.books.costs import CallCostTracker, Service, Source
 from agent.books.pricing import PriceBook, Rate
 
 GOODBYE_CHARACTERS = 120  # the longest goodbye BudgetDecision.message says
@@ -57,12 +57,20 @@ class SpendPlanner:
     rates: Rates
     grace_seconds: int
     phone: bool  # a phone call pays carrier minutes for its grace period; a room call does not
+    enforce: bool = True  # the user's auto-cutoff: off, the planner only counts, it never stops a reply
     _llm_reserved: int = 0
     _llm_metered_at: int = 0
     _tts_sent: int = 0
     _tts_metered_at: int = 0
     exhausted: bool = field(default=False)
     capped: bool = field(default=False)  # the last LLM request was shortened to what the budget pays for
+    # The outstanding LLM request: its prompt as we counted it, the tokens seen streaming, and whether
+    # it was interrupted (a cancelled stream reports no usage, yet the vendor bills it).
+    _request_prompt: int = 0
+    _request_generated: int = 0
+    _request_interrupted: bool = False
+    llm_vendor: str = ""
+    llm_model: str = ""
 
     def __post_init__(self) -> None:
         self._tts_metered_at = self._service_cost(Service.TTS)
@@ -96,19 +104,45 @@ class SpendPlanner:
 
         Each completion token is weighed with the characters it will become at the TTS.
         """
+        self.settle_unreported()
         self._llm_reserved = 0  # the previous request's usage is on the ledger, or it was cancelled
         prompt = self.rates.llm_input.cost_micros(prompt_tokens)
         per_token = (self.rates.llm_output.cost_micros(1_000_000)
                      + self.rates.tts_character.cost_micros(CHARACTERS_PER_TOKEN * 1_000_000)) / 1_000_000
         room = self.headroom_micros() - prompt
         tokens = most if per_token <= 0 else min(most, int(room // per_token)) if room > 0 else 0
+        if not self.enforce:
+            tokens = most
         if tokens < MIN_REPLY_TOKENS:
             self.exhausted = True
             return None
         self.capped = tokens < most
         self._llm_reserved = prompt + self.rates.llm_output.cost_micros(tokens)
         self._llm_metered_at = self._service_cost(Service.LLM)
+        self._request_prompt, self._request_generated, self._request_interrupted = prompt_tokens, 0, False
         return tokens
+
+    def generated(self, tokens: int) -> None:
+        """Tokens of the outstanding request's reply, as they stream."""
+        self._request_generated += tokens
+
+    def interrupted(self) -> None:
+        """The caller (or our cutoff) cut the reply short: its stream may end without usage."""
+        if self._request_prompt:
+            self._request_interrupted = True
+
+    def settle_unreported(self, *, call_ended: bool = False) -> None:
+        """An interrupted request whose usage never came: put our own count on the ledger, as estimated.
+
+        At the end of the call a request that streamed text and reported nothing was cut off by the
+        hang-up: billed too. (A request that failed before any text is the vendor's error, not billed.)
+        """
+        if call_ended and self._request_generated:
+            self._request_interrupted = True
+        if self._request_interrupted and self._service_cost(Service.LLM) == self._llm_metered_at:
+            self.tracker.track_llm(self._request_prompt, self._request_generated, vendor=self.llm_vendor,
+                                   model=self.llm_model, source=Source.ESTIMATED)
+        self._request_prompt, self._request_generated, self._request_interrupted = 0, 0, False
 
     def spoken(self, characters: int) -> None:
         """Speech that is said whatever the budget (the greeting, a warning): in flight until metered."""
@@ -117,7 +151,7 @@ class SpendPlanner:
     def may_say(self, characters: int) -> bool:
         """Whether a sentence of `characters` may go to the TTS vendor; if not, the call is out of budget."""
         cost = self.rates.tts_character.cost_micros(characters)
-        if self.exhausted or cost > self.headroom_micros():
+        if self.enforce and (self.exhausted or cost > self.headroom_micros()):
             self.exhausted = True
             return False
         self._tts_sent += cost
