@@ -4,8 +4,10 @@ It reads the running total from the call's ledger (in memory) whenever a cost
 is recorded and at least once a second (carrier minutes accrue with no event),
 and asks the domain's `BudgetMonitor` what to do:
 
-- warn: one short sentence with the amount, once, waiting until neither the
-  caller nor the persona is speaking so nobody is talked over;
+- warn: one short sentence with the amount, waiting until neither the caller
+  nor the persona is speaking; it counts as heard once it has played out (on
+  Twilio, once its playback mark comes back), and if the caller talks over it,
+  it is said once more when it is quiet again;
 - cut off: interrupt any reply in progress, stop taking turns (STT muted), say
   goodbye, wait until the goodbye has actually been heard (a Twilio `mark`
   echoed back, where the transport has one), then `EndWorkerFrame`.
@@ -40,6 +42,7 @@ from agent.books.budgets import Action, BudgetDecision, BudgetMonitor
 from agent.books.spend import SpendPlanner
 
 
+MAX_WARNING_TRIES = 2  # said once, and once more if the caller talked over it
 SPEECH_START_SECS = 3.0  # a reply sent to the TTS starts playing within this, or the goodbye comes anyway
 SPEECH_WAIT_SECS = 30.0  # the longest a paid-for reply is let finish before the goodbye
 
@@ -90,6 +93,10 @@ class BudgetGuard(FrameProcessor):
         self._ending: asyncio.Task | None = None
         self._watchdog: asyncio.Task | None = None
         self.warnings_spoken: list[str] = []
+        self.warnings_heard: list[str] = []
+        self._warning: BudgetDecision | None = None  # said, not yet known to be heard
+        self._warning_playing = False
+        self._warning_tries = 0
         self.cutoff: BudgetDecision | None = None
         ledger.listeners.append(lambda _ledger: self._wake.set())
 
@@ -99,12 +106,14 @@ class BudgetGuard(FrameProcessor):
             self._checker = self.create_task(self._check_loop(), "budget-check")
         elif isinstance(frame, UserStartedSpeakingFrame):
             self._user_speaking = True
+            self._warning_talked_over()
         elif isinstance(frame, UserStoppedSpeakingFrame):
             self._user_speaking = False
             await self._maybe_speak_warning()
         elif isinstance(frame, BotStartedSpeakingFrame) and direction == FrameDirection.DOWNSTREAM:
             self._bot_speaking = True
             self._speech_started.set()
+            self._warning_playing = self._warning is not None
             if self.cutoff is not None:
                 self._goodbye_started = True
         elif isinstance(frame, BotStoppedSpeakingFrame) and direction == FrameDirection.DOWNSTREAM:
@@ -113,9 +122,12 @@ class BudgetGuard(FrameProcessor):
             if self._goodbye_started and self._ending is None:
                 self._ending = self.create_task(self._end_after_goodbye(), "budget-goodbye")
             else:
+                await self._warning_played()
                 await self._maybe_speak_warning()
         elif isinstance(frame, PlaybackMarkFrame) and frame.name == "goodbye":
             self._goodbye_heard.set()
+        elif isinstance(frame, PlaybackMarkFrame) and frame.name == "warning":
+            self._warning_heard()
         await self.push_frame(frame, direction)
 
     async def cleanup(self) -> None:
@@ -168,10 +180,35 @@ class BudgetGuard(FrameProcessor):
             pass
         await self.out_of_budget()
 
+    def _warning_talked_over(self) -> None:
+        """The caller spoke while the warning was due to play: say it once more when it is quiet."""
+        if self._warning is None:
+            return
+        decision, self._warning, self._warning_playing = self._warning, None, False
+        if self._warning_tries < MAX_WARNING_TRIES:
+            logger.info("budget warning talked over; it is said again when it is quiet")
+            self._pending_warning = decision
+
+    async def _warning_played(self) -> None:
+        """The warning's audio has played out; on Twilio, heard once the mark queued after it comes back."""
+        if self._warning is None or not self._warning_playing:
+            return
+        if self._mark_frame is not None and self.pipeline_worker is not None:
+            await self.pipeline_worker.queue_frame(self._mark_frame("warning"))
+        else:
+            self._warning_heard()
+
+    def _warning_heard(self) -> None:
+        if self._warning is not None:
+            self.warnings_heard.append(self._warning.message)
+            self._warning, self._warning_playing = None, False
+
     async def _maybe_speak_warning(self) -> None:
         if self._pending_warning is None or self._user_speaking or self._bot_speaking or self.cutoff:
             return
         decision, self._pending_warning = self._pending_warning, None
+        self._warning, self._warning_playing = decision, False
+        self._warning_tries += 1
         logger.info(f"budget warning: {decision.message}")
         self.warnings_spoken.append(decision.message)
         if self._planner is not None:

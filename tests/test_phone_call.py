@@ -255,3 +255,33 @@ async def test_a_reply_cut_short_by_barge_in_is_on_the_ledger_though_its_stream_
         assert 0 < int(estimated[1]["quantity"]) < len(RAMBLING_REPLY.split())  # what streamed, not the whole reply
         vendor_lines = [e for e in events if e["service"] == "llm" and e["source"] == "vendor"]
         assert len(vendor_lines) == 2  # the second reply finished and reported its own usage
+
+
+async def test_a_warning_talked_over_is_said_again_and_every_character_is_on_the_ledger(tmp_path):
+    with PhoneRig(tmp_path, transcripts=["Hi Brad, how are you doing today?", "Tell me something fun about the ocean."],
+                  cerebras_script=[LONG_REPLY, "Whales sing for hours."],
+                  prices_file=_expensive_tts_prices(tmp_path)) as rig:
+        from agent.books.budgets import BudgetManager, BudgetSettings
+        from storage.users import UserStore
+
+        rig.elevenlabs.ms_per_char = 60  # a warning of ~70 characters plays for about four seconds
+        await BudgetManager(UserStore(rig.calls.db), rig.calls).save_settings(
+            "demo", BudgetSettings(per_call_limit_micros=2_000_000, warning_threshold_pct=10))
+        sid = "CA" + "f" * 32
+        call_id, url = await rig.ring(sid)
+        caller = await rig.connect_caller(sid, call_id, url)
+        await caller.wait_until(lambda: len(caller.speech_segments) >= 1, timeout=10)
+        await caller.silence(0.3)
+        await caller.say_wav(DATA / "hello.wav")
+        await caller.silence(0.3)
+        await caller.wait_until(lambda: any("Just so you know" in t for t in rig.elevenlabs.texts), timeout=40)
+        await caller.say_wav(DATA / "ocean.wav")  # talks over the warning
+        await caller.silence(0.3)
+        await caller.wait_until(lambda: sum("Just so you know" in t for t in rig.elevenlabs.texts) >= 2, timeout=40)
+        await asyncio.sleep(5)  # the repeated warning plays out
+        await caller.hang_up()
+        await rig.wait_for_call_end(call_id)
+        assert sum("Just so you know" in t for t in rig.elevenlabs.texts) == 2  # once more, not again and again
+        events = await rig.calls.events(call_id)
+        tts_billed = sum(int(e["quantity"]) for e in events if e["service"] == "tts")
+        assert tts_billed == rig.elevenlabs.characters_received  # the interrupted warning was billed too
