@@ -255,6 +255,8 @@ async def test_a_reply_cut_short_by_barge_in_is_on_the_ledger_though_its_stream_
         assert 0 < int(estimated[1]["quantity"]) < len(RAMBLING_REPLY.split())  # what streamed, not the whole reply
         vendor_lines = [e for e in events if e["service"] == "llm" and e["source"] == "vendor"]
         assert len(vendor_lines) == 2  # the second reply finished and reported its own usage
+        tts_billed = sum(int(e["quantity"]) for e in events if e["service"] == "tts")
+        assert tts_billed == rig.elevenlabs.characters_received  # what was sent before the barge-in, too
 
 
 async def test_a_warning_talked_over_is_said_again_and_every_character_is_on_the_ledger(tmp_path):

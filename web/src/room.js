@@ -38,8 +38,11 @@ async function showCost() {
   $("budget-bar").className = pct >= 100 ? "budget cutoff" : pct >= threshold ? "budget warn" : "budget";
   $("budget-state").textContent = pct >= 100 ? "Cut off: the persona says goodbye" :
     pct >= threshold ? `Warning spoken at ${threshold}%` : `${pct.toFixed(1)}% used`;
-  bars($("services"), Object.entries(cost.services).map(([s, v]) => [s, v.cost_usd]),
-    { colour: (s) => SERVICE_COLOURS[s] ?? "#999" });
+  // The parts add up to the total: services, the carrier's minutes so far, and the card fee (payments on only).
+  const parts = Object.entries(cost.services).map(([s, v]) => [s, v.cost_usd]);
+  if (Number(cost.provisional_carrier_usd) > 0) parts.push(["carrier (so far)", cost.provisional_carrier_usd]);
+  if (Number(cost.stripe_fee_usd) > 0) parts.push(["card fee", cost.stripe_fee_usd]);
+  bars($("services"), parts, { colour: (s) => SERVICE_COLOURS[s] ?? "#999" });
   if (!cost.live && costTimer) {
     clearInterval(costTimer);
     costTimer = null;
