@@ -4,7 +4,6 @@ import asyncio
 import time
 from decimal import Decimal
 
-import pytest
 
 from agent.books.pricing import DEFAULT_PRICES_FILE
 from tests.phone_rig import DATA, PhoneRig
@@ -125,7 +124,7 @@ async def test_warning_is_spoken_once_and_the_cutoff_says_goodbye_and_hangs_up(t
         assert ended_at - cutoff_at <= 10  # within the grace period
         assert [h[0] for h in rig.twilio.hangups] == [sid]  # hung up through Twilio's REST API
         # The goodbye was heard before the hang-up: Twilio echoed our mark first.
-        assert [name for name, _ in caller.marks_echoed] == ["goodbye"]
+        assert "goodbye" in [name for name, _ in caller.marks_echoed]  # (the warning has its mark too)
         assert call["end_reason"] == "budget_cutoff"
         # The first reply was capped at what the budget could pay for; the second turn could not be
         # afforded at all, so the persona said goodbye instead of answering.
@@ -181,6 +180,28 @@ async def test_a_garbled_media_message_does_not_end_the_call(tmp_path):
         await rig.wait_for_call_end(call_id)
 
 
+async def _save_budget(rig: PhoneRig, **limits: int) -> None:
+    from agent.books.budgets import BudgetManager, BudgetSettings
+    from storage.users import UserStore
+
+    await BudgetManager(UserStore(rig.calls.db), rig.calls).save_settings("demo", BudgetSettings(**limits))
+
+
+async def _greeted_and_said_hello(rig: PhoneRig, sid: str):
+    """Ring, hear the greeting, say hello: the call and its caller."""
+    call_id, url = await rig.ring(sid)
+    caller = await rig.connect_caller(sid, call_id, url)
+    await caller.wait_until(lambda: len(caller.speech_segments) >= 1, timeout=10)
+    await caller.silence(0.3)
+    await caller.say_wav(DATA / "hello.wav")
+    await caller.silence(0.3)
+    return call_id, caller
+
+
+def _tts_on_the_ledger(events: list[dict]) -> int:
+    return sum(int(e["quantity"]) for e in events if e["service"] == "tts")
+
+
 def _expensive_tts_prices(tmp_path):
     """The default price book, but with ElevenLabs at a dollar per thousand characters (20 times dearer)."""
     text = DEFAULT_PRICES_FILE.read_text()
@@ -200,18 +221,8 @@ async def test_a_reply_the_budget_cannot_pay_for_is_cut_at_a_sentence_and_the_bi
     total (checked against what the fakes billed) is at most the limit."""
     with PhoneRig(tmp_path, transcripts=["Hi Brad, how are you doing today?"], cerebras_script=[RAMBLING_REPLY],
                   prices_file=_expensive_tts_prices(tmp_path)) as rig:
-        from agent.books.budgets import BudgetManager, BudgetSettings
-        from storage.users import UserStore
-
-        await BudgetManager(UserStore(rig.calls.db), rig.calls).save_settings(
-            "demo", BudgetSettings(per_call_limit_micros=500_000, daily_limit_micros=500_000))
-        sid = "CA" + "d" * 32
-        call_id, url = await rig.ring(sid)
-        caller = await rig.connect_caller(sid, call_id, url)
-        await caller.wait_until(lambda: len(caller.speech_segments) >= 1, timeout=10)
-        await caller.silence(0.3)
-        await caller.say_wav(DATA / "hello.wav")
-        await caller.silence(0.3)
+        await _save_budget(rig, per_call_limit_micros=500_000, daily_limit_micros=500_000)
+        call_id, caller = await _greeted_and_said_hello(rig, "CA" + "d" * 32)
         await caller.wait_until(lambda: any("goodbye" in t.lower() for t in rig.elevenlabs.texts), timeout=30)
         await caller.wait_until(lambda: caller.closed_by_server, timeout=15)
         call = await rig.wait_for_call_end(call_id)
@@ -219,8 +230,7 @@ async def test_a_reply_the_budget_cannot_pay_for_is_cut_at_a_sentence_and_the_bi
         events = await rig.calls.events(call_id)
         assert call["end_reason"] == "budget_cutoff"
         assert breakdown["total_micros"] <= 500_000  # the bill never passes the limit
-        tts_billed = sum(int(e["quantity"]) for e in events if e["service"] == "tts")
-        assert tts_billed == rig.elevenlabs.characters_received  # the ledger has what the vendor billed
+        assert _tts_on_the_ledger(events) == rig.elevenlabs.characters_received  # what the vendor billed
         reply = "".join(t for t in rig.elevenlabs.texts if "swell" in t)
         assert 0 < len(reply) < len(RAMBLING_REPLY) // 2 and reply.rstrip().endswith(".")  # cut at a sentence
 
@@ -233,13 +243,7 @@ async def test_a_reply_cut_short_by_barge_in_is_on_the_ledger_though_its_stream_
     with PhoneRig(tmp_path, transcripts=["Hi Brad, how are you doing today?", "Tell me something fun about the ocean."],
                   cerebras_script=[RAMBLING_REPLY, "Whales sing for hours."]) as rig:
         rig.cerebras.chunk_delay = 0.15  # about 25 seconds of reply, streamed word by word
-        sid = "CA" + "e" * 32
-        call_id, url = await rig.ring(sid)
-        caller = await rig.connect_caller(sid, call_id, url)
-        await caller.wait_until(lambda: len(caller.speech_segments) >= 1, timeout=10)
-        await caller.silence(0.3)
-        await caller.say_wav(DATA / "hello.wav")
-        await caller.silence(0.3)
+        call_id, caller = await _greeted_and_said_hello(rig, "CA" + "e" * 32)
         await caller.wait_until(lambda: any("swell" in t for t in rig.elevenlabs.texts), timeout=20)
         await caller.say_wav(DATA / "ocean.wav")  # barge in
         await caller.silence(0.3)
@@ -255,27 +259,16 @@ async def test_a_reply_cut_short_by_barge_in_is_on_the_ledger_though_its_stream_
         assert 0 < int(estimated[1]["quantity"]) < len(RAMBLING_REPLY.split())  # what streamed, not the whole reply
         vendor_lines = [e for e in events if e["service"] == "llm" and e["source"] == "vendor"]
         assert len(vendor_lines) == 2  # the second reply finished and reported its own usage
-        tts_billed = sum(int(e["quantity"]) for e in events if e["service"] == "tts")
-        assert tts_billed == rig.elevenlabs.characters_received  # what was sent before the barge-in, too
+        assert _tts_on_the_ledger(events) == rig.elevenlabs.characters_received  # sent before the barge-in too
 
 
 async def test_a_warning_talked_over_is_said_again_and_every_character_is_on_the_ledger(tmp_path):
     with PhoneRig(tmp_path, transcripts=["Hi Brad, how are you doing today?", "Tell me something fun about the ocean."],
                   cerebras_script=[LONG_REPLY, "Whales sing for hours."],
                   prices_file=_expensive_tts_prices(tmp_path)) as rig:
-        from agent.books.budgets import BudgetManager, BudgetSettings
-        from storage.users import UserStore
-
         rig.elevenlabs.ms_per_char = 60  # a warning of ~70 characters plays for about four seconds
-        await BudgetManager(UserStore(rig.calls.db), rig.calls).save_settings(
-            "demo", BudgetSettings(per_call_limit_micros=2_000_000, warning_threshold_pct=10))
-        sid = "CA" + "f" * 32
-        call_id, url = await rig.ring(sid)
-        caller = await rig.connect_caller(sid, call_id, url)
-        await caller.wait_until(lambda: len(caller.speech_segments) >= 1, timeout=10)
-        await caller.silence(0.3)
-        await caller.say_wav(DATA / "hello.wav")
-        await caller.silence(0.3)
+        await _save_budget(rig, per_call_limit_micros=2_000_000, warning_threshold_pct=10)
+        call_id, caller = await _greeted_and_said_hello(rig, "CA" + "f" * 32)
         await caller.wait_until(lambda: any("Just so you know" in t for t in rig.elevenlabs.texts), timeout=40)
         await caller.say_wav(DATA / "ocean.wav")  # talks over the warning
         await caller.silence(0.3)
@@ -285,5 +278,4 @@ async def test_a_warning_talked_over_is_said_again_and_every_character_is_on_the
         await rig.wait_for_call_end(call_id)
         assert sum("Just so you know" in t for t in rig.elevenlabs.texts) == 2  # once more, not again and again
         events = await rig.calls.events(call_id)
-        tts_billed = sum(int(e["quantity"]) for e in events if e["service"] == "tts")
-        assert tts_billed == rig.elevenlabs.characters_received  # the interrupted warning was billed too
+        assert _tts_on_the_ledger(events) == rig.elevenlabs.characters_received  # the interrupted warning too

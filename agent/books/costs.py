@@ -293,26 +293,24 @@ class CallCostTracker:
                 self._pending = batch + self._pending
                 raise
 
-    async def close_quietly(self) -> None:
-        """Stop the background flush and write nothing more (the call is another worker's now)."""
-        if self._flush_task is not None and self._flush_task is not asyncio.current_task():
-            self._flush_task.cancel()
+    async def _stop_flushing(self) -> None:
+        """Stop the background flush (from outside it: a lost lease may stop it from within)."""
+        task, self._flush_task = self._flush_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
             try:
-                await self._flush_task
+                await task
             except (asyncio.CancelledError, Exception):
                 pass
-        self._flush_task = None
+
+    async def close_quietly(self) -> None:
+        """Stop the background flush and write nothing more (the call is another worker's now)."""
+        await self._stop_flushing()
         self._pending = []
 
     async def close(self, *, attempts: int = 5) -> None:
         """Stop the background flush and write everything that is left, retrying."""
-        if self._flush_task is not None:
-            self._flush_task.cancel()
-            try:
-                await self._flush_task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._flush_task = None
+        await self._stop_flushing()
         for attempt in range(attempts):
             try:
                 await self.flush()
