@@ -72,7 +72,7 @@ async def run_call(
     planner = spend_planner(session, services, settings)
     meter = UsageMeter(session.tracker, services.meter_config, name="usage-meter")
     guard = BudgetGuard(session.tracker, session.monitor, force_end=force_end, mark_frame=mark_frame,
-                        planner=planner, name="budget-guard")
+                        planner=planner, on_warning=session.warnings.append, name="budget-guard")
     # Price what is about to be spent before it goes to the LLM and to the TTS.
     llm_gate = LLMSpendGate(planner, system_tokens=count_tokens(session.prompt.prompt), most_tokens=MAX_TOKENS,
                             out_of_budget=guard.out_of_budget, name="llm-spend-gate")

@@ -71,6 +71,7 @@ class BudgetGuard(FrameProcessor):
         mark_frame: Callable[[str], Frame] | None = None,
         check_interval: float = 1.0,
         planner: SpendPlanner | None = None,
+        on_warning: Callable[[str], None] | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)
@@ -80,6 +81,7 @@ class BudgetGuard(FrameProcessor):
         self._mark_frame = mark_frame
         self._check_interval = check_interval
         self._planner = planner  # what is left after what is in flight and the goodbye's reserve
+        self._on_warning = on_warning  # shows the warning where the call is followed (the room)
         self._wake = asyncio.Event()
         self._pending_warning: BudgetDecision | None = None
         self._user_speaking = False
@@ -211,6 +213,8 @@ class BudgetGuard(FrameProcessor):
         self._warning_tries += 1
         logger.info(f"budget warning: {decision.message}")
         self.warnings_spoken.append(decision.message)
+        if self._on_warning is not None:
+            self._on_warning(decision.message)
         if self._planner is not None:
             self._planner.spoken(len(decision.message))
         await self.push_frame(TTSSpeakFrame(decision.message), FrameDirection.UPSTREAM)

@@ -62,3 +62,30 @@ async def test_the_room_shows_the_transcript_and_a_running_cost(tmp_path, vendor
     assert answered in bot_text.lower()
     assert total.startswith("$") and float(total[1:]) > 0
     assert errors == []
+
+
+async def test_the_budget_warning_appears_in_the_rooms_transcript(tmp_path):
+    from playwright.async_api import async_playwright
+
+    from agent.books.budgets import BudgetManager, BudgetSettings
+    from storage.users import UserStore
+
+    with RoomRig(tmp_path, ["Hi Brad, how are you doing today?"] * 4, ["Hey there, browser friend!"] * 4) as rig:
+        await BudgetManager(UserStore(rig.calls.db), rig.calls).save_settings("demo", BudgetSettings(
+            per_call_limit_micros=500_000, daily_limit_micros=500_000, warning_threshold_pct=1))
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={_browser_wav(tmp_path, DATA / 'hello.wav')}"])
+            page = await browser.new_page()
+            await page.goto(f"{rig.server.http_url}/room/")
+            await page.select_option("#persona", "brad")
+            await page.click("#connect")
+            notice = page.locator(".turn.notice")  # the fake microphone says hello again every ~22 s
+            await notice.first.wait_for(timeout=90_000)
+            text = await notice.first.inner_text()
+            await page.click("#hangup")
+            await browser.close()
+    assert "Just so you know" in text and "$0.50" in text

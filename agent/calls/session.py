@@ -37,6 +37,7 @@ class CallSession:
     hang_up: Callable[[], Awaitable[None]] | None = None
     end_requested: str | None = None  # why someone asked this call to end (e.g. "operator_ended")
     transcript: Transcript = field(default_factory=Transcript)
+    warnings: list[str] = field(default_factory=list)  # budget warnings said so far, for the room to show
     lease_lost: bool = False  # another worker took the call over: this one writes and says nothing more
 
     def elapsed_seconds(self) -> int:

@@ -121,6 +121,8 @@ class CallCostOut(BaseModel):
     services: dict[str, ServiceCostOut]
     event_count: int
     as_of: dt.datetime
+    warnings: list[str] = Field(default_factory=list,
+                                description="Budget warnings the persona has said in this call (live calls)")
 
 
 class CostEventOut(BaseModel):

@@ -60,7 +60,7 @@ async def call_cost(lifecycle: CallLifecycle, call: dict[str, Any]) -> CallCostO
                            subtotal_usd=usd(tracker.subtotal_micros), stripe_fee_usd=usd(total - subtotal),
                            provisional_carrier_usd=usd(provisional), used_pct=_pct(total, limit),
                            amount_charged_usd=None, services=_services(tracker.breakdown()),
-                           event_count=len(tracker.events))
+                           event_count=len(tracker.events), warnings=list(session.warnings))
     final = await rt.calls.breakdown(call["id"]) if call["status"] == "ended" else None
     if final is not None:
         return CallCostOut(**base, status=call["status"], live=False, source="final",

@@ -7,6 +7,7 @@ const $ = (id) => document.getElementById(id);
 let client = null;
 let callId = null;
 let costTimer = null;
+let warningsShown = 0;
 let config = null;
 
 function say(role, text) {
@@ -43,6 +44,9 @@ async function showCost() {
   if (Number(cost.provisional_carrier_usd) > 0) parts.push(["carrier (so far)", cost.provisional_carrier_usd]);
   if (Number(cost.stripe_fee_usd) > 0) parts.push(["card fee", cost.stripe_fee_usd]);
   bars($("services"), parts, { colour: (s) => SERVICE_COLOURS[s] ?? "#999" });
+  // Budget warnings the persona has said, in the transcript where they were said.
+  for (const text of (cost.warnings ?? []).slice(warningsShown)) say("notice", text);
+  warningsShown = Math.max(warningsShown, (cost.warnings ?? []).length);
   if (!cost.live && costTimer) {
     clearInterval(costTimer);
     costTimer = null;
@@ -124,6 +128,7 @@ async function connect() {
     return;
   }
   callId = session.sessionId;
+  warningsShown = 0;
   $("call-id").textContent = callId;
   const auth = new Headers({ Authorization: `Bearer ${sessionStorage.getItem("cmb.token")}` });
   await client.connect({ webrtcRequestParams: { endpoint: `/sessions/${callId}/api/offer`, headers: auth } });
