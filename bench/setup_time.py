@@ -103,7 +103,7 @@ async def _time_memories_http(settings: Settings, iterations: int) -> list[float
     times = []
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             url = MEMORIES_ROUTE.format(persona_id=PERSONA)
             for i in range(iterations + 2):
                 t0 = time.perf_counter()
