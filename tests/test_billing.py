@@ -49,7 +49,7 @@ async def test_a_call_is_authorised_then_captured_exactly(runtime, stripe_fake):
     assert breakdown["amount_charged_micros"] == final.amount_charged_micros
     assert breakdown["profit_margin_micros"] == final.amount_charged_micros - final.total_micros
     # A second attempt (a duplicate callback, a restart) charges nothing more.
-    await lifecycle.settle(allowance.call_id, intent["id"], final.amount_charged_micros)
+    await lifecycle.payments.settle(allowance.call_id, intent["id"], final.amount_charged_micros)
     assert len(stripe_fake.captures) == 1 and stripe_fake.replays == 0  # captured: nothing is asked again
     # And were Stripe asked again (a crash between the capture and our record of it), the key replays it.
     await lifecycle.billing.settle(allowance.call_id, intent["id"], final.amount_charged_micros)

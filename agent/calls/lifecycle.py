@@ -24,7 +24,6 @@ from agent.books.billing import Billing, PaymentError
 from agent.books.budgets import BudgetMonitor, CallAllowance, LimitKind
 from agent.books.costs import CallCostTracker, FinalBreakdown, Service, Source
 from agent.memory.extraction import (
-    Affordable,
     ExtractionResult,
     MemoryExtractor,
     apply_update,
@@ -34,6 +33,8 @@ from agent.accounts.personas import Persona
 from agent.memory.prompt import CompositePrompt, build_composite_prompt, compose_prompt
 from agent.runtime import Runtime
 from agent.errors import Conflict
+from agent.calls.extraction_budget import within_call_budget
+from agent.calls.payments import CallPayments
 from agent.calls.session import CallSession, FencedSink
 from agent.memory.transcript import Transcript
 from storage.leases import Fence, LeaseLost
@@ -49,6 +50,7 @@ class CallLifecycle:
         self.rt = runtime
         self.carrier_wait_secs = carrier_wait_secs
         self.billing = billing or Billing(runtime.settings)
+        self.payments = CallPayments(runtime, self.billing)
         self.extractor = extractor or MemoryExtractor(runtime.settings,
                                                       timeout=runtime.settings.extraction_timeout_secs)
         self.live: dict[str, CallSession] = {}  # this process's calls, for live views
@@ -142,23 +144,8 @@ class CallLifecycle:
         """End a call that never went live, and let its card hold go. False if it is live or ended."""
         if not await self.rt.leases.cancel_before_start(call_id, reason):
             return False
-        await self.release_hold(call_id)
+        await self.payments.release_hold(call_id)
         return True
-
-    async def release_hold(self, call_id: str) -> None:
-        """A call ended without a capture: cancel its card hold (idempotent; reconciliation retries)."""
-        call = await self.rt.calls.get(call_id)
-        if not call or not call["payment_intent_id"] or call["payment_status"] != "authorized":
-            return
-        if not await self.rt.leases.claim(call_id, "release", hold_secs=60):
-            return
-        try:
-            await self.billing.settle(call_id, call["payment_intent_id"], 0)
-        except Exception as exc:
-            logger.error(f"call {call_id}: the card hold could not be released yet ({exc!r})")
-            await self.rt.calls.update(call_id, claimed_until=None)
-            return
-        await self.rt.calls.update(call_id, payment_status="canceled", claimed_until=None)
 
     def in_background(self, work: Awaitable[object]) -> None:
         """Small writes that must not hold up the audio path (a task kept until done)."""
@@ -265,7 +252,7 @@ class CallLifecycle:
             return None
         try:
             memory = await self.rt.memory.snapshot(session.user["id"], session.persona.id)
-            afford = _within_budget(session) if session.allowance.auto_cutoff else None
+            afford = within_call_budget(session) if session.allowance.auto_cutoff else None
             result = await self.extractor.extract(session.persona.name, session.persona.llm_model, memory,
                                                   session.transcript.turns, afford=afford)
         except Exception as exc:
@@ -299,20 +286,8 @@ class CallLifecycle:
             logger.warning(f"call {call_id}: already finalised or owned by another worker; not finalised again")
             return None
         if intent:
-            await self.settle(call_id, intent, charge)
+            await self.payments.settle(call_id, intent, charge)
         return final
-
-    async def settle(self, call_id: str, intent_id: str, charge_micros: int) -> None:
-        """Capture (or cancel) a finalised call's charge, claimed so one worker asks Stripe at a time."""
-        if not await self.rt.leases.claim(call_id, "capture", hold_secs=60):
-            return
-        try:
-            status = await self.billing.settle(call_id, intent_id, charge_micros)
-        except Exception as exc:  # Stripe unreachable: the next reconciliation retries with the same key
-            logger.error(f"call {call_id}: capture failed, will retry ({exc})")
-            await self.rt.calls.update(call_id, claimed_until=None)
-            return
-        await self.rt.calls.update(call_id, payment_status=status, claimed_until=None)
 
     async def placeholder_summary(self, user_id: str, persona_id: str, call_id: str, seconds: int,
                                    transcript: Transcript, reason: str) -> None:
@@ -340,31 +315,6 @@ class CallLifecycle:
         if call["status"] != "ended":
             await self.rt.calls.update(call["id"], duration_seconds=int(seconds))
         return True
-
-EXTRACTION_MAX_TOKENS = 1500
-MIN_EXTRACTION_TOKENS = 200  # an answer shorter than this is cut off mid-JSON: better retried later
-
-
-def _within_budget(session: CallSession) -> Affordable:
-    """The post-call extraction is on this call's bill: it may spend only what the limit leaves.
-
-    What it cannot afford now is retried later by reconciliation, uncharged, so the
-    bill stays within the limit and the memories still arrive.
-    """
-    tracker = session.tracker
-
-    def afford(vendor: str, model: str, prompt_tokens: int) -> int | None:
-        prices = tracker.prices
-        rate_in, rate_out = (prices.rate(vendor, "llm", model, unit) for unit in ("input_token", "output_token"))
-        room = session.allowance.limit_micros - tracker.total_micros() - rate_in.cost_micros(prompt_tokens)
-        per_token = rate_out.cost_micros(1_000_000) / 1_000_000
-        most = int(room // per_token) if per_token > 0 else EXTRACTION_MAX_TOKENS
-        # The card fee grows with the subtotal: leave it room too (3 % is above 2.9 %).
-        most = min(int(most * 0.97) if tracker.card_fee else most, EXTRACTION_MAX_TOKENS)
-        return most if most >= MIN_EXTRACTION_TOKENS else None
-
-    return afford
-
 
 def pending_extraction(transcript: Transcript) -> str | None:
     """Extraction still owed: only when the user said something."""

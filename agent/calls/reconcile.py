@@ -47,9 +47,9 @@ class Reconciler:
                 logger.error(f"could not reconcile call {call['id']}: {exc!r}")
         for call in await self.rt.calls.unsettled():
             breakdown = await self.rt.calls.breakdown(call["id"])
-            await self.lifecycle.settle(call["id"], call["payment_intent_id"], breakdown["amount_charged_micros"])
+            await self.lifecycle.payments.settle(call["id"], call["payment_intent_id"], breakdown["amount_charged_micros"])
         for call in await self.rt.leases.holds_to_release():
-            await self.lifecycle.release_hold(call["id"])
+            await self.lifecycle.payments.release_hold(call["id"])
         for call in await self.rt.calls.awaiting_extraction(MAX_EXTRACTION_ATTEMPTS):
             if call["id"] not in self.lifecycle.live:
                 await self._retry_extraction(call)
