@@ -79,14 +79,19 @@ async def test_forged_webhook_is_refused_and_no_call_is_created(tmp_path):
         assert await rig.calls.by_twilio_sid("CA" + "b" * 32) is None
 
 
-def _expensive_llm_prices(tmp_path):
-    """The default price book, but with LLM output at 8 cents a token, so a test call reaches its limits."""
+def _prices_with(tmp_path, name: str, model: str, unit: str, default: str, price: str):
+    """The default price book with one rate changed, so a test call reaches its limits."""
+    rate = f'model = "{model}"\nunit = "{unit}"\nprice = '
     text = DEFAULT_PRICES_FILE.read_text()
-    text = text.replace('model = "gpt-oss-120b"\nunit = "output_token"\nprice = "0.75"',
-                        'model = "gpt-oss-120b"\nunit = "output_token"\nprice = "80000"')
-    path = tmp_path / "prices.toml"
-    path.write_text(text)
+    assert rate + f'"{default}"' in text
+    path = tmp_path / name
+    path.write_text(text.replace(rate + f'"{default}"', rate + f'"{price}"'))
     return path
+
+
+def _expensive_llm_prices(tmp_path):
+    """LLM output at 8 cents a token."""
+    return _prices_with(tmp_path, "prices.toml", "gpt-oss-120b", "output_token", "0.75", "80000")
 
 
 LONG_REPLY = ("Stoked to hear from you! The waves were great this morning, I caught three long rides "
@@ -203,13 +208,8 @@ def _tts_on_the_ledger(events: list[dict]) -> int:
 
 
 def _expensive_tts_prices(tmp_path):
-    """The default price book, but with ElevenLabs at a dollar per thousand characters (20 times dearer)."""
-    text = DEFAULT_PRICES_FILE.read_text()
-    text = text.replace('model = "eleven_flash_v2_5"\nunit = "character"\nprice = "0.05"',
-                        'model = "eleven_flash_v2_5"\nunit = "character"\nprice = "1.00"')
-    path = tmp_path / "prices-tts.toml"
-    path.write_text(text)
-    return path
+    """ElevenLabs at a dollar per thousand characters (20 times dearer)."""
+    return _prices_with(tmp_path, "prices-tts.toml", "eleven_flash_v2_5", "character", "0.05", "1.00")
 
 
 RAMBLING_REPLY = " ".join(["The swell came in from the south this morning and it was glassy all the way out."] * 16)

@@ -22,6 +22,15 @@ def _browser_wav(tmp_path: Path, source: Path) -> Path:
     return path
 
 
+async def _launch(playwright, microphone: Path):
+    """Debian's Chromium, headless, offline, with a fake microphone that plays `microphone` (in a loop)."""
+    return await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={microphone}"])
+
+
 @pytest.mark.parametrize("vendors, said, heard, answered", [
     (True, "hello.wav", "how are you doing today", "browser friend"),
     (False, "dinner.wav", "last night", "offline demo script"),  # Whisper, through Opus and a fake mic
@@ -34,11 +43,7 @@ async def test_the_room_shows_the_transcript_and_a_running_cost(tmp_path, vendor
     with RoomRig(tmp_path, ["Hi Brad, how are you doing today?"], ["Hey there, browser friend!"],
                  vendors=vendors) as rig:
         async with async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={_browser_wav(tmp_path, DATA / said)}"])
+            browser = await _launch(p, _browser_wav(tmp_path, DATA / said))
             page = await browser.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
@@ -74,11 +79,7 @@ async def test_the_budget_warning_appears_in_the_rooms_transcript(tmp_path):
         await BudgetManager(UserStore(rig.calls.db), rig.calls).save_settings("demo", BudgetSettings(
             per_call_limit_micros=500_000, daily_limit_micros=500_000, warning_threshold_pct=1))
         async with async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={_browser_wav(tmp_path, DATA / 'hello.wav')}"])
+            browser = await _launch(p, _browser_wav(tmp_path, DATA / 'hello.wav'))
             page = await browser.new_page()
             await page.goto(f"{rig.server.http_url}/room/")
             await page.select_option("#persona", "brad")
