@@ -1,13 +1,16 @@
 """The baseline: a bare Pipecat phone bot with the same services, fakes and settings as ours.
 
 What it shares with `pipeline/call.py`: the Pipecat services and their settings
-(Deepgram, Cerebras and OpenAI behind an `LLMSwitcher`, ElevenLabs WebSocket),
+(Deepgram, one Cerebras LLM service, ElevenLabs WebSocket),
 Silero VAD and smart-turn in the user aggregator, the FastAPI WebSocket
 transport with the same parameters, 8 kHz, metrics and usage metrics on, RTVI
 off, the same greeting and system prompt. What it leaves out is everything of
 ours: no webhook, database, lifecycle or prompt building, Pipecat's stock
-`TwilioFrameSerializer`, stock failover, and no UsageMeter, BudgetGuard or
-transcript. The difference between the two is therefore the cost of our code.
+`TwilioFrameSerializer`, no OpenAI fallback (a user without us runs one LLM
+service: adding Pipecat's `LLMSwitcher` would charge the baseline for the
+failover we provide), and no meter, spend gates, budget guard or transcript.
+The difference between the two is therefore the whole cost of our code,
+failover included.
 """
 
 from __future__ import annotations
@@ -15,9 +18,7 @@ from __future__ import annotations
 from fastapi import FastAPI, WebSocket
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.frames.frames import TTSSpeakFrame
-from pipecat.pipeline.llm_switcher import LLMSwitcher
 from pipecat.pipeline.pipeline import Pipeline
-from pipecat.pipeline.service_switcher import ServiceSwitcherStrategyFailover
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair, LLMUserAggregatorParams
@@ -26,7 +27,6 @@ from pipecat.serializers.twilio import TwilioFrameSerializer
 from pipecat.services.cerebras.llm import CerebrasLLMService
 from pipecat.services.deepgram.stt import DeepgramSTTService
 from pipecat.services.elevenlabs.tts import ElevenLabsTTSService
-from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
 from pipecat.workers.runner import WorkerRunner
 
@@ -52,15 +52,10 @@ async def run_bare_call(websocket: WebSocket, settings: Settings) -> None:
     prompt = compose_prompt(PERSONA, None).prompt
     stt = DeepgramSTTService(api_key=settings.deepgram_api_key, base_url=settings.deepgram_base_url,
                              settings=DeepgramSTTService.Settings(model=settings.deepgram_model))
-    llms = [
-        CerebrasLLMService(api_key=settings.cerebras_api_key, base_url=settings.cerebras_base_url,
-                           settings=CerebrasLLMService.Settings(model=settings.cerebras_model,
-                                                                system_instruction=prompt, max_completion_tokens=300)),
-        OpenAILLMService(api_key=settings.openai_api_key, base_url=settings.openai_base_url,
-                         settings=OpenAILLMService.Settings(model=settings.openai_model, system_instruction=prompt,
-                                                            max_completion_tokens=300)),
-    ]
-    llm = LLMSwitcher(llms=llms, strategy_type=ServiceSwitcherStrategyFailover)
+    llm = CerebrasLLMService(api_key=settings.cerebras_api_key, base_url=settings.cerebras_base_url,
+                             settings=CerebrasLLMService.Settings(model=settings.cerebras_model,
+                                                                  system_instruction=prompt,
+                                                                  max_completion_tokens=300))
     tts = ElevenLabsTTSService(api_key=settings.elevenlabs_api_key, url=settings.elevenlabs_base_url,
                                settings=ElevenLabsTTSService.Settings(voice=PERSONA.voice_id,
                                                                       model=settings.elevenlabs_model))

@@ -1,6 +1,6 @@
 """Assemble and run one call's pipeline, whatever the transport.
 
-    transport.input → STT → user aggregator (Silero VAD, smart-turn) → LLM (Cerebras, OpenAI failover)
+    transport.input → STT → user aggregator (Silero VAD, smart-turn) → LLM (Cerebras, OpenAI failover, one hop)
       → TTS → transport.output → usage meter → budget guard → assistant aggregator
 
 The meter and the guard sit after the output transport: every service's usage
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from loguru import logger
 from pipecat.audio.vad.silero import SileroVADAnalyzer
-from pipecat.frames.frames import Frame, LLMRunFrame, TTSSpeakFrame
+from pipecat.frames.frames import Frame, TTSSpeakFrame
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.aggregators.llm_context import LLMContext
@@ -22,18 +22,17 @@ from pipecat.processors.aggregators.llm_response_universal import LLMContextAggr
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.workers.runner import WorkerRunner
 
+from agent.books.spend import Rates, SpendPlanner
 from agent.calls.session import CallSession
 from agent.settings import Settings
-from pipeline.services import CallServices, build_services
-from agent.books.spend import Rates, SpendPlanner
 from engines.tokenizer import count_tokens
+from pipeline.services import CallServices, build_services
 from processors.budget_guard import BudgetGuard
-from processors.spend_gate import LLMSpendGate, TTSSpendGate
 from processors.metering import UsageMeter
+from processors.spend_gate import LLMSpendGate, TTSSpendGate
 from processors.transcript import record_transcript
 
 MAX_TOKENS = 300  # a spoken reply's most tokens; the spend gate lowers it as the budget runs out
-APOLOGY = "Sorry, I lost my train of thought for a second. Could you say that again?"
 
 
 @dataclass
@@ -70,6 +69,7 @@ async def run_call(
             await hang_up()
 
     planner = spend_planner(session, services, settings)
+    services.llm.on_route_change = lambda route: planner.llm_switched_to(route.price.vendor, route.price.model)
     meter = UsageMeter(session.tracker, services.meter_config, name="usage-meter")
     guard = BudgetGuard(session.tracker, session.monitor, force_end=force_end, mark_frame=mark_frame,
                         planner=planner, on_warning=session.warnings.append, name="budget-guard")
@@ -91,15 +91,6 @@ async def run_call(
     )
     if on_worker is not None:
         on_worker(worker)
-
-    async def rerun_turn() -> None:
-        await worker.queue_frame(LLMRunFrame())
-
-    async def apologise() -> None:
-        await worker.queue_frame(TTSSpeakFrame(APOLOGY))
-
-    services.failover.rerun_turn = rerun_turn
-    services.failover.apologise = apologise
 
     @transport.event_handler("on_client_connected")
     async def _connected(_transport: object, _client: object) -> None:

@@ -1,58 +1,126 @@
-"""LLM failover that also answers the turn that failed.
+"""One LLM processor that owns every vendor's client and fails over within the turn.
 
-Pipecat's stock failover strategy only moves on when a service becomes unusable
-(bad credentials and the like) and drops the failed turn; a Cerebras 500,
-timeout, connection error or 429 leaves the caller in silence. This strategy
-switches on those transient errors too, re-runs the same turn on the fallback,
-and records why, so the ledger can say which tokens were a fallback's.
+Pipecat's `LLMSwitcher` runs each LLM in a branch of a parallel pipeline with
+filters in front: every frame of the call (20 ms of audio at a time) passes
+through both branches and their filters, so a fallback that is idle 99.9 % of
+the time still costs every frame several hops. And its stock failover strategy
+only moves on when a service becomes unusable, dropping the failed turn.
+
+Here the LLM is one `OpenAILLMService` (Cerebras and OpenAI speak the same
+wire) with a list of routes. A healthy call costs exactly one hop, as bare
+Pipecat's single LLM does. When a request to the active route fails (a 5xx,
+timeout, connection error, 429, or its key is refused) before the persona said
+anything, the same request is sent to the next route at once, so the caller
+still gets an answer to what they just said; the call stays on that route,
+and the reason is recorded for the ledger. When every route fails a turn,
+the next turn starts over from the first. If the persona had already spoken
+part of the reply, the turn ends there (repeating its start would sound worse)
+and the next turn uses the fallback. With no route left, or an error that
+another vendor would give too (our request was wrong), the persona apologises
+rather than leave the caller in silence.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from loguru import logger
-from pipecat.frames.frames import ErrorFrame
-from pipecat.pipeline.service_switcher import ServiceSwitcherStrategyFailover
-from pipecat.processors.frame_processor import FrameProcessor
-from pipecat.utils.errors import ErrorCategory
+from openai import AsyncOpenAI
+from pipecat.frames.frames import TTSSpeakFrame
+from pipecat.metrics.metrics import MetricsData
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.services.openai.llm import OpenAILLMService
+from pipecat.utils.errors import ErrorCategory, classify_http_exception
 
-SWITCH_ON = {
-    ErrorCategory.SERVER, ErrorCategory.CONNECTIVITY, ErrorCategory.RATE_LIMIT, ErrorCategory.QUOTA,
-    ErrorCategory.UNKNOWN, ErrorCategory.AUTHENTICATION, ErrorCategory.AUTHORIZATION,
-}
+from processors.metering import PricedAs
+
+#: Errors that say our request was wrong: another vendor would refuse it too.
+NO_FAILOVER = {ErrorCategory.INVALID_REQUEST, ErrorCategory.APPLICATION}
+APOLOGY = "Sorry, I lost my train of thought for a second. Could you say that again?"
 
 
-class RetryTurnFailover(ServiceSwitcherStrategyFailover):
-    """Switch away from a failing LLM on any error that is not the caller's fault."""
+@dataclass(frozen=True)
+class LLMRoute:
+    """One vendor the call can ask: its name on the ledger, how it is priced, its model and client."""
 
-    #: Set by the pipeline: re-runs the current turn on the now-active service.
-    rerun_turn: Callable[[], Awaitable[None]] | None = None
-    #: Set by the pipeline: says something to the caller when no LLM can answer.
-    apologise: Callable[[], Awaitable[None]] | None = None
-    #: Service name -> why it became active (read by the usage meter).
-    reasons: dict[str, str]
+    name: str
+    price: PricedAs
+    model: str
+    client: AsyncOpenAI
 
-    def __init__(self, services: list[FrameProcessor]) -> None:
-        super().__init__(services)
-        self.reasons = {}
 
-    async def handle_error(self, error: ErrorFrame) -> FrameProcessor | None:
-        failed = error.processor or self.active_service
-        category = getattr(error, "category", None)
-        if failed.is_usable and category not in SWITCH_ON:
-            return None  # e.g. a request our own code got wrong: switching would not help
-        candidates = [s for s in self.services if s is not failed and s.is_usable]
-        if failed is not self.services[0] or not candidates:
-            logger.error(f"{failed.name} failed and no fallback is left: {error.error}")
-            if self.apologise is not None:
-                await self.apologise()
-            return None
-        reason = f"{failed.name} {category.value if category else 'error'}: {error.error}"[:180]
-        switched = await self._set_active_if_available(candidates[0])
-        if switched is not None:
-            self.reasons[switched.name] = reason
-            logger.warning(f"LLM failover to {switched.name} ({reason})")
-            if self.rerun_turn is not None:
-                await self.rerun_turn()
-        return switched
+class FailoverLLMService(OpenAILLMService):
+    """`OpenAILLMService` over several routes, in order; usage is reported under the active route's name."""
+
+    def __init__(self, routes: Sequence[LLMRoute], *, settings: OpenAILLMService.Settings,
+                 on_route_change: Callable[[LLMRoute], None] | None = None, **kwargs: object) -> None:
+        if not routes:
+            raise ValueError("an LLM needs at least one route")
+        self._routes = list(routes)  # set before the base class asks `create_client` for one
+        self._active = 0
+        self._spoke = False
+        #: Route name -> why it became active (read by the usage meter).
+        self.reasons: dict[str, str] = {}
+        self.on_route_change = on_route_change
+        settings.model = self._routes[0].model
+        kwargs.setdefault("name", "llm")
+        super().__init__(settings=settings, **kwargs)
+
+    @property
+    def route(self) -> LLMRoute:
+        return self._routes[self._active]
+
+    @property
+    def routes(self) -> list[LLMRoute]:
+        return list(self._routes)
+
+    def create_client(self, *args: object, **kwargs: object) -> AsyncOpenAI:
+        return self.route.client
+
+    def _sync_model_name_to_metrics(self) -> None:
+        # Pipecat labels metrics with the processor's name; ours is the route's, so the meter prices it right.
+        self.set_core_metrics_data(MetricsData(processor=self.route.name, model=str(self._settings.model)))
+
+    async def _push_llm_text(self, text: str) -> None:
+        self._spoke = True
+        await super()._push_llm_text(text)
+
+    async def _process_context(self, context: LLMContext) -> None:
+        while True:
+            self._spoke = False
+            try:
+                await super()._process_context(context)
+                return
+            except Exception as exc:
+                if not self._fail_over(exc):
+                    # No route can answer this turn: say so rather than leave the caller in silence.
+                    await self.push_frame(TTSSpeakFrame(APOLOGY))
+                    raise
+                if self._spoke:
+                    return  # part of the reply was said: the next turn goes to the fallback
+
+    def _fail_over(self, exc: Exception) -> bool:
+        """Make the next route active if this error warrants it; False leaves the error to Pipecat."""
+        category = classify_http_exception(exc)
+        if category in NO_FAILOVER:
+            return False
+        failed = self.route
+        if self._active + 1 >= len(self._routes):
+            logger.error(f"{failed.name} failed and no fallback is left: {exc}")
+            if self._active:
+                self._use(0)  # every route failed this turn: the next turn starts over from the first
+            return False
+        reason = f"{failed.name} {category.value}: {exc}"[:180]
+        self._use(self._active + 1)
+        self.reasons[self.route.name] = reason
+        logger.warning(f"LLM failover to {self.route.name} ({reason})")
+        return True
+
+    def _use(self, index: int) -> None:
+        self._active = index
+        self._client = self.route.client
+        self._settings.model = self.route.model
+        self._sync_model_name_to_metrics()
+        if self.on_route_change is not None:
+            self.on_route_change(self.route)

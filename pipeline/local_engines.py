@@ -9,7 +9,7 @@
   a voice unless `<download_dir>/<voice>.onnx` exists, so the file is checked
   here first and a missing one is an error, never a download.
 - LLM: an OpenAI-compatible server from LLM_BASE_URL, else the offline demo
-  script (agent/local_llm.py) behind an in-process httpx transport.
+  script (engines/offline_script.py) behind an in-process httpx transport.
 
 All three report usage as the vendors' services do (STT seconds from the
 segments, TTS characters per request, LLM tokens from the usage chunk), so the
@@ -18,24 +18,23 @@ usage meter prices them like the vendors they stand in for, as estimates.
 
 from __future__ import annotations
 
+import functools
 import threading
 from pathlib import Path
 from typing import Any
 
-import httpx
 from faster_whisper import WhisperModel
-from openai import AsyncOpenAI
 from pipecat.audio.utils import create_file_resampler
-from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.services.piper.tts import PiperTTSService
 from pipecat.services.whisper.stt import WhisperSTTService
 
 from agent.books.costs import Source
 from agent.engines import engines
-from engines.offline_script import SCRIPT_MODEL, script_client_transport
-from engines.model_files import ensure_whisper_model
-from agent.accounts.personas import Persona
 from agent.settings import Settings
+from engines.model_files import ensure_whisper_model
+from engines.offline_script import SCRIPT_MODEL, ScriptTransport, script_client_transport
+from pipeline.failover import LLMRoute
+from pipeline.llm_clients import shared_client
 from processors.metering import PricedAs
 
 WHISPER_RATE = 16000  # what Whisper's feature extractor assumes of its input
@@ -45,6 +44,7 @@ PIPER_VOICE = "en_US-joe-medium"
 WHISPER_TTFS_P99_SECS = 1.5
 LOCAL_LLM_NAME = "local-llm"
 LOCAL_LLM_TIMEOUT_SECS = 60.0  # a CPU model's first token can be slow; a hung server must still end the turn
+SCRIPT_BASE_URL = "http://offline-script.invalid/v1"
 
 _whisper_models: dict[tuple[str, str, str], WhisperModel] = {}
 _whisper_lock = threading.Lock()
@@ -85,18 +85,6 @@ class LocalWhisperSTTService(WhisperSTTService):
             yield frame
 
 
-class ScriptLLMService(OpenAILLMService):
-    """`OpenAILLMService` whose openai client talks to the offline demo script in process."""
-
-    def __init__(self, *, persona_name: str | None, **kwargs: Any) -> None:
-        self._script_transport = script_client_transport(persona_name)  # read by create_client below
-        super().__init__(api_key="offline", base_url="http://offline-script.invalid/v1", **kwargs)
-
-    def create_client(self, api_key: str | None = None, base_url: str | None = None, **kwargs: Any) -> AsyncOpenAI:
-        return AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0,
-                           http_client=httpx.AsyncClient(transport=self._script_transport))
-
-
 def local_stt(settings: Settings) -> tuple[LocalWhisperSTTService, PricedAs]:
     model_dir = ensure_whisper_model(settings.data_dir)
     stt = LocalWhisperSTTService(model_dir=model_dir, name="whisper-stt")
@@ -122,22 +110,20 @@ def local_tts(settings: Settings, tts_model: str) -> tuple[PiperTTSService, Pric
     return tts, PricedAs("elevenlabs", tts_model, Source.ESTIMATED)
 
 
-def local_llm(settings: Settings, persona: Persona, system_prompt: str, max_tokens: int, cerebras_model: str
-              ) -> tuple[OpenAILLMService, dict[str, PricedAs]]:
+@functools.lru_cache(maxsize=256)
+def _script_transport(persona_name: str) -> ScriptTransport:
+    """One script per persona name per process: it is stateless, and so one client per loop serves it."""
+    return script_client_transport(persona_name)
+
+
+def local_llm_route(settings: Settings, persona_name: str, cerebras_model: str) -> LLMRoute:
     """LLM_BASE_URL's server if set, else the offline script; priced as Cerebras would charge."""
-    price = {LOCAL_LLM_NAME: PricedAs("cerebras", cerebras_model, Source.ESTIMATED)}
+    price = PricedAs("cerebras", cerebras_model, Source.ESTIMATED)
     if settings.llm_base_url:
-        llm = OpenAILLMService(
-            api_key=settings.llm_api_key or "local", base_url=settings.llm_base_url, name=LOCAL_LLM_NAME,
-            settings=OpenAILLMService.Settings(model=settings.llm_model, system_instruction=system_prompt,
-                                               max_completion_tokens=max_tokens))
-        llm._client = llm._client.with_options(max_retries=0, timeout=LOCAL_LLM_TIMEOUT_SECS)
-        return llm, price
-    llm = ScriptLLMService(
-        persona_name=persona.name, name=LOCAL_LLM_NAME,
-        settings=OpenAILLMService.Settings(model=SCRIPT_MODEL, system_instruction=system_prompt,
-                                           max_completion_tokens=max_tokens))
-    return llm, price
+        client = shared_client(settings.llm_base_url, settings.llm_api_key or "local", timeout=LOCAL_LLM_TIMEOUT_SECS)
+        return LLMRoute(LOCAL_LLM_NAME, price, settings.llm_model, client)
+    client = shared_client(SCRIPT_BASE_URL, "offline", timeout=LOCAL_LLM_TIMEOUT_SECS, transport=_script_transport(persona_name))
+    return LLMRoute(LOCAL_LLM_NAME, price, SCRIPT_MODEL, client)
 
 
 def prepare_local_engines(settings: Settings) -> dict[str, str]:

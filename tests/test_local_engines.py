@@ -35,7 +35,7 @@ from pipecat.workers.runner import WorkerRunner
 from engines import model_files as models
 from agent.books.costs import CallCostTracker, Source
 from agent.engines import engines
-from engines.offline_script import script_client_transport
+from engines.offline_script import SCRIPT_MODEL, script_client_transport
 from agent.accounts.personas import STARTER_PERSONAS
 from agent.memory.prompt import count_tokens
 from agent.settings import Settings
@@ -174,10 +174,10 @@ async def test_llm_base_url_wins_over_the_script_and_talks_to_that_server(keyles
                                               "llm_api_key": "local-key", "deepgram_api_key": "k",
                                               "elevenlabs_api_key": "k"})
         services = build_services(settings, BRAD, BRAD.core_prompt)
-        (llm,) = services.llm.llms
+        (route,) = services.llm.routes
         assert services.meter_config.llms == {
             "local-llm": PricedAs("cerebras", settings.cerebras_model, Source.ESTIMATED)}
-        reply = await llm._client.chat.completions.create(model="llama3.2",
+        reply = await route.client.chat.completions.create(model=route.model,
                                                           messages=[{"role": "user", "content": "hi"}])
         assert reply.choices[0].message.content == "Hi from the local model."
         assert fake.requests[0]["model"] == "llama3.2"
@@ -261,8 +261,8 @@ class Tap(FrameProcessor):
 async def test_keyless_call_hears_answers_speaks_and_meters_estimates(keyless: Settings) -> None:
     rate = 8000  # a phone call
     services = build_services(keyless, BRAD, BRAD.core_prompt)
-    assert [type(s).__name__ for s in (services.stt, *services.llm.llms, services.tts)] == [
-        "LocalWhisperSTTService", "ScriptLLMService", "PiperTTSService"]
+    assert [type(s).__name__ for s in (services.stt, services.tts)] == ["LocalWhisperSTTService", "PiperTTSService"]
+    assert [r.model for r in services.llm.routes] == [SCRIPT_MODEL]
     user, assistant = LLMContextAggregatorPair(
         LLMContext(), user_params=LLMUserAggregatorParams(vad_analyzer=SileroVADAnalyzer()))
     tracker = CallCostTracker("call-local", "demo", keyless.price_book)

@@ -18,7 +18,7 @@ per request and per sentence.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agent.books.costs import CallCostTracker, Service, Source
 from agent.books.pricing import PriceBook, Rate
@@ -121,6 +121,13 @@ class SpendPlanner:
         self._llm_metered_at = self._service_cost(Service.LLM)
         self._request_prompt, self._request_generated, self._request_interrupted = prompt_tokens, 0, False
         return tokens
+
+    def llm_switched_to(self, vendor: str, model: str) -> None:
+        """The call failed over to another LLM: its replies are planned, and estimated, at that one's rates."""
+        prices = self.tracker.prices
+        self.rates = replace(self.rates, llm_input=prices.rate(vendor, "llm", model, "input_token"),
+                             llm_output=prices.rate(vendor, "llm", model, "output_token"))
+        self.llm_vendor, self.llm_model = vendor, model
 
     def generated(self, tokens: int) -> None:
         """Tokens of the outstanding request's reply, as they stream."""
