@@ -29,6 +29,7 @@ from api.errors import install_error_handlers
 from api.guards import RequestGuards
 from api.logs import redact_tokens_in_server_logs
 from api.openapi import API_DESCRIPTION, refined_openapi
+from pipeline import models
 from pipeline.local_engines import prepare_local_engines
 from pipeline.webrtc import WebRTCRoom
 
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await Runtime.start(settings)
+        await asyncio.to_thread(models.preload)  # VAD and smart-turn, once per process, off the loop
         app.state.runtime = runtime
         app.state.lifecycle = CallLifecycle(runtime)
         app.state.twilio = Twilio(settings)

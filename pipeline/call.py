@@ -9,16 +9,16 @@ metrics pass there, and so do the bot-speaking frames the guard waits on.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from loguru import logger
-from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.frames.frames import Frame, TTSSpeakFrame
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.aggregators.llm_context import LLMContext
-from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair, LLMUserAggregatorParams
+from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.workers.runner import WorkerRunner
 
@@ -26,6 +26,7 @@ from agent.books.spend import Rates, SpendPlanner
 from agent.calls.session import CallSession
 from agent.settings import Settings
 from engines.tokenizer import count_tokens
+from pipeline.models import user_turn_params
 from pipeline.services import CallServices, build_services
 from processors.budget_guard import BudgetGuard
 from processors.metering import UsageMeter
@@ -55,10 +56,12 @@ async def run_call(
     on_worker: Callable[[PipelineWorker], None] | None = None,
 ) -> CallOutcome:
     """Run the call until it ends; returns why it ended and what was said."""
-    services = build_services(settings, session.persona, session.prompt.prompt, max_tokens=MAX_TOKENS)
+    # Off the event loop: the vendors' SDKs build TLS contexts (milliseconds each) every live call would wait on.
+    services = await asyncio.to_thread(build_services, settings, session.persona, session.prompt.prompt,
+                                       max_tokens=MAX_TOKENS, loop=asyncio.get_running_loop())
     context = LLMContext()
     user_aggregator, assistant_aggregator = LLMContextAggregatorPair(
-        context, user_params=LLMUserAggregatorParams(vad_analyzer=SileroVADAnalyzer()))
+        context, user_params=user_turn_params())
     record_transcript(session.transcript, user_aggregator, assistant_aggregator)
     ended_by = {"reason": "caller_hung_up"}
 

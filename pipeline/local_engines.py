@@ -18,6 +18,7 @@ usage meter prices them like the vendors they stand in for, as estimates.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import threading
 from pathlib import Path
@@ -116,13 +117,16 @@ def _script_transport(persona_name: str) -> ScriptTransport:
     return script_client_transport(persona_name)
 
 
-def local_llm_route(settings: Settings, persona_name: str, cerebras_model: str) -> LLMRoute:
+def local_llm_route(settings: Settings, persona_name: str, cerebras_model: str,
+                    loop: asyncio.AbstractEventLoop | None = None) -> LLMRoute:
     """LLM_BASE_URL's server if set, else the offline script; priced as Cerebras would charge."""
     price = PricedAs("cerebras", cerebras_model, Source.ESTIMATED)
     if settings.llm_base_url:
-        client = shared_client(settings.llm_base_url, settings.llm_api_key or "local", timeout=LOCAL_LLM_TIMEOUT_SECS)
+        client = shared_client(settings.llm_base_url, settings.llm_api_key or "local",
+                               timeout=LOCAL_LLM_TIMEOUT_SECS, loop=loop)
         return LLMRoute(LOCAL_LLM_NAME, price, settings.llm_model, client)
-    client = shared_client(SCRIPT_BASE_URL, "offline", timeout=LOCAL_LLM_TIMEOUT_SECS, transport=_script_transport(persona_name))
+    client = shared_client(SCRIPT_BASE_URL, "offline", timeout=LOCAL_LLM_TIMEOUT_SECS, loop=loop,
+                           transport=_script_transport(persona_name))
     return LLMRoute(LOCAL_LLM_NAME, price, SCRIPT_MODEL, client)
 
 

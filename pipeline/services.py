@@ -5,6 +5,7 @@ A vendor whose key is absent is replaced by its local engine (pipeline/local_eng
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from pipecat.services.deepgram.stt import DeepgramSTTService
@@ -33,8 +34,10 @@ class CallServices:
     meter_config: MeterConfig
 
 
-def build_services(settings: Settings, persona: Persona, system_prompt: str, *, max_tokens: int = 300
-                   ) -> CallServices:
+def build_services(settings: Settings, persona: Persona, system_prompt: str, *, max_tokens: int = 300,
+                   loop: asyncio.AbstractEventLoop | None = None) -> CallServices:
+    """The call's services. Blocking (vendors' SDKs build TLS contexts, about 17 ms each): from the
+    event loop, run it in a thread and pass the loop, which the shared LLM clients are bound to."""
     if settings.deepgram_api_key:
         stt: STTService = DeepgramSTTService(
             api_key=settings.deepgram_api_key,
@@ -46,7 +49,7 @@ def build_services(settings: Settings, persona: Persona, system_prompt: str, *, 
     else:
         from pipeline import local_engines  # loads faster-whisper only when it is used
         stt, stt_price = local_engines.local_stt(settings)
-    llm = build_llm(settings, persona, system_prompt, max_tokens)
+    llm = build_llm(settings, persona, system_prompt, max_tokens, loop)
     tts_model = persona.tts_model or settings.elevenlabs_model
     if settings.elevenlabs_api_key:
         tts: TTSService = ElevenLabsTTSService(
@@ -64,25 +67,28 @@ def build_services(settings: Settings, persona: Persona, system_prompt: str, *, 
     return CallServices(stt=stt, llm=llm, tts=tts, meter_config=meter)
 
 
-def llm_routes(settings: Settings, persona: Persona) -> list[LLMRoute]:
+def llm_routes(settings: Settings, persona: Persona, loop: asyncio.AbstractEventLoop | None = None
+               ) -> list[LLMRoute]:
     """The vendor LLMs with a key, in failover order; with none, the local engine alone."""
     routes = []
     vendors = vendor_llms(settings)
     timeout = settings.llm_timeout_secs
     if "cerebras" in vendors:
         model = persona.llm_model or settings.cerebras_model
-        client = shared_client(settings.cerebras_base_url, settings.cerebras_api_key, timeout=timeout)
+        client = shared_client(settings.cerebras_base_url, settings.cerebras_api_key, timeout=timeout, loop=loop)
         routes.append(LLMRoute(CEREBRAS_NAME, PricedAs("cerebras", model), model, client))
     if "openai" in vendors:
-        client = shared_client(settings.openai_base_url, settings.openai_api_key, timeout=timeout)
+        client = shared_client(settings.openai_base_url, settings.openai_api_key, timeout=timeout, loop=loop)
         routes.append(LLMRoute(OPENAI_NAME, PricedAs("openai", settings.openai_model), settings.openai_model,
                                client))
     if not routes:
         from pipeline import local_engines
-        routes.append(local_engines.local_llm_route(settings, persona.name, persona.llm_model or settings.cerebras_model))
+        model = persona.llm_model or settings.cerebras_model
+        routes.append(local_engines.local_llm_route(settings, persona.name, model, loop))
     return routes
 
 
-def build_llm(settings: Settings, persona: Persona, system_prompt: str, max_tokens: int) -> FailoverLLMService:
-    return FailoverLLMService(llm_routes(settings, persona), settings=OpenAILLMService.Settings(
+def build_llm(settings: Settings, persona: Persona, system_prompt: str, max_tokens: int,
+              loop: asyncio.AbstractEventLoop | None = None) -> FailoverLLMService:
+    return FailoverLLMService(llm_routes(settings, persona, loop), settings=OpenAILLMService.Settings(
         system_instruction=system_prompt, max_completion_tokens=max_tokens))
