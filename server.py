@@ -30,7 +30,7 @@ from api.guards import RequestGuards
 from api.logs import redact_tokens_in_server_logs
 from api.openapi import API_DESCRIPTION, refined_openapi
 from pipeline import models
-from pipeline.local_engines import prepare_local_engines
+from pipeline.local_engines import check_local_engines, prepare_local_engines
 from pipeline.webrtc import WebRTCRoom
 
 
@@ -40,7 +40,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await Runtime.start(settings)
-        await asyncio.to_thread(models.preload)  # VAD and smart-turn, once per process, off the loop
+        # Models once per process and before the first call, off the loop: VAD, smart-turn, local engines.
+        await asyncio.to_thread(models.preload)
+        logger.info(f"engines: {await asyncio.to_thread(prepare_local_engines, settings)}")
         app.state.runtime = runtime
         app.state.lifecycle = CallLifecycle(runtime)
         app.state.twilio = Twilio(settings)
@@ -90,13 +92,16 @@ def main() -> None:
         raise SystemExit(2) from None
     logger.remove()
     logger.add(sys.stderr, level=settings.log_level)
-    try:  # the embedded default's engines, ready before the first call rather than during it
-        in_use = prepare_local_engines(settings)
+    try:  # a broken install of the local engines fails here, with what to install, not on the first call
+        check_local_engines(settings)
     except Exception as exc:
         print(f"Local engines could not be prepared: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    logger.info(f"engines: {in_use}")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    else:  # each process builds its own app from the same environment, and its own runtime
+        uvicorn.run("server:create_app", factory=True, workers=settings.workers, host=settings.host,
+                    port=settings.port, log_level="info")
 
 
 if __name__ == "__main__":

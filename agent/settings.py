@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     # Server
     host: str = "127.0.0.1"
     port: int = Field(7860, ge=1, le=65535)
+    # Server processes on this machine, sharing the port (the kernel spreads connections) and the database.
+    workers: int = Field(1, ge=1, le=64)
     data_dir: Path = Path("data")
     database_url: str = ""
     # PostgreSQL connections per worker: pool + overflow, times the workers, must stay below max_connections.

@@ -21,13 +21,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from faster_whisper import WhisperModel
 from pipecat.audio.utils import create_file_resampler
 from pipecat.services.piper.tts import PiperTTSService
+from pipecat.services.tts_service import TTSService
 from pipecat.services.whisper.stt import WhisperSTTService
+from piper import PiperVoice
 
 from agent.books.costs import Source
 from agent.engines import engines
@@ -104,11 +107,46 @@ def piper_voice_dir() -> Path:
     return voice_dir
 
 
+class SharedVoicePiperTTSService(PiperTTSService):
+    """`PiperTTSService` speaking with the process's one loaded voice.
+
+    Pipecat's loads the voice (about 60 MB, 0.2 s) for every call. Piper's
+    phonemiser is not known to be thread-safe and Pipecat synthesises in worker
+    threads, so the shared voice makes one chunk at a time (`_OneAtATime`).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        # PiperTTSService.__init__ would load (or download) a voice: its settings, without that.
+        TTSService.__init__(self, push_start_frame=True, push_stop_frames=True,
+                            settings=PiperTTSService.Settings(model=None, voice=PIPER_VOICE, language=None), **kwargs)
+        self._voice = shared_piper_voice()
+
+
+class _OneAtATime:
+    """A Piper voice whose chunks are synthesised under one lock, whichever call asks."""
+
+    def __init__(self, voice: PiperVoice) -> None:
+        self._voice, self._lock = voice, threading.Lock()
+        self.config = voice.config
+
+    def synthesize(self, text: str) -> Iterator[Any]:
+        chunks = self._voice.synthesize(text)
+        while True:
+            with self._lock:
+                chunk = next(chunks, None)
+            if chunk is None:
+                return
+            yield chunk
+
+
+@functools.lru_cache(maxsize=1)
+def shared_piper_voice() -> _OneAtATime:
+    return _OneAtATime(PiperVoice.load(piper_voice_dir() / f"{PIPER_VOICE}.onnx"))
+
+
 def local_tts(settings: Settings, tts_model: str) -> tuple[PiperTTSService, PricedAs]:
     """Piper at the pipeline's output rate (it resamples from the voice's 22.05 kHz)."""
-    tts = PiperTTSService(settings=PiperTTSService.Settings(voice=PIPER_VOICE), download_dir=piper_voice_dir(),
-                          name="piper-tts")
-    return tts, PricedAs("elevenlabs", tts_model, Source.ESTIMATED)
+    return SharedVoicePiperTTSService(name="piper-tts"), PricedAs("elevenlabs", tts_model, Source.ESTIMATED)
 
 
 @functools.lru_cache(maxsize=256)
@@ -134,14 +172,24 @@ def prepare_local_engines(settings: Settings) -> dict[str, str]:
     """Start-up work for the local engines this configuration uses; idempotent, fast when done.
 
     Joins and verifies the Whisper model (about a second, once per DATA_DIR),
-    loads it into the shared cache (about a second, once per process) and
-    checks the Piper voice is on disk, so the first call does not pause and a
-    broken install fails at start-up rather than mid-call. Blocking: run it in
+    loads it and the Piper voice into the shared caches (about a second, once
+    per process), so the first call does not pause and a broken install fails
+    at start-up rather than mid-call. Blocking: run it in
     a thread from async code. Returns `engines(settings)`.
     """
-    chosen = engines(settings)
+    chosen = check_local_engines(settings)
     if chosen["stt"] == "whisper-local":
         shared_whisper_model(str(ensure_whisper_model(settings.data_dir)))
+    if chosen["tts"] == "piper-local":
+        shared_piper_voice()
+    return chosen
+
+
+def check_local_engines(settings: Settings) -> dict[str, str]:
+    """That the local engines' files are there (joining Whisper's once per DATA_DIR), loading nothing."""
+    chosen = engines(settings)
+    if chosen["stt"] == "whisper-local":
+        ensure_whisper_model(settings.data_dir)
     if chosen["tts"] == "piper-local":
         piper_voice_dir()
     return chosen

@@ -194,6 +194,8 @@ async def test_piper_voice_is_found_on_disk_and_never_downloaded(keyless: Settin
     tts, price = local_engines.local_tts(keyless, "eleven_flash_v2_5")
     assert price == PricedAs("elevenlabs", "eleven_flash_v2_5", Source.ESTIMATED)
     assert tts._voice.config.sample_rate == 22050
+    again, _ = local_engines.local_tts(keyless, "eleven_flash_v2_5")
+    assert again._voice is tts._voice  # one voice in memory per process, not one per call
 
 
 async def synthesise(keyless: Settings, text: str, rate: int) -> tuple[bytes, list[Frame]]:
@@ -261,7 +263,7 @@ class Tap(FrameProcessor):
 async def test_keyless_call_hears_answers_speaks_and_meters_estimates(keyless: Settings) -> None:
     rate = 8000  # a phone call
     services = build_services(keyless, BRAD, BRAD.core_prompt)
-    assert [type(s).__name__ for s in (services.stt, services.tts)] == ["LocalWhisperSTTService", "PiperTTSService"]
+    assert [type(s).__name__ for s in (services.stt, services.tts)] == ["LocalWhisperSTTService", "SharedVoicePiperTTSService"]
     assert [r.model for r in services.llm.routes] == [SCRIPT_MODEL]
     user, assistant = LLMContextAggregatorPair(
         LLMContext(), user_params=LLMUserAggregatorParams(vad_analyzer=SileroVADAnalyzer()))

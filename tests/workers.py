@@ -118,5 +118,7 @@ async def ring(server_url: str, call_sid: str) -> tuple[str, str]:
     async with httpx.AsyncClient() as client:
         answer = await client.post(url, data=params, headers={"X-Twilio-Signature": signature})
     assert answer.status_code == 200, answer.text
-    stream = re.search(r'<Stream url="([^"]+)"', answer.text).group(1).replace("&amp;", "&")
+    found = re.search(r'<Stream url="([^"]+)"', answer.text)
+    assert found, f"no media stream in the answer: {answer.text}"
+    stream = found.group(1).replace("&amp;", "&")
     return re.search(r'<Parameter name="call_id" value="([^"]+)"', answer.text).group(1), stream
