@@ -7,10 +7,11 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 
-from agent.books.budgets import BudgetManager
-from agent.memory.relationships import PersonaRelationshipManager
 from agent.accounts.personas import seed_starter_data
+from agent.books.budgets import BudgetManager
 from agent.books.pricing import PriceBook
+from agent.memory.forgetting import Forgetting
+from agent.memory.relationships import PersonaRelationshipManager
 from agent.settings import Settings
 from storage.calls import CallStore
 from storage.db import Database
@@ -40,7 +41,7 @@ class Runtime:
         await db.migrate()
         users, calls = UserStore(db), CallStore(db)
         runtime = cls(settings=settings, db=db, prices=settings.price_book, users=users, calls=calls,
-                      memory=PersonaRelationshipManager(MemoryStore(db)), budgets=BudgetManager(users, calls),
+                      memory=PersonaRelationshipManager(MemoryStore(db), Forgetting(settings.memory_hash_key_bytes())), budgets=BudgetManager(users, calls),
                       leases=LeaseStore(db))
         if seed:
             await seed_starter_data(users)

@@ -6,6 +6,8 @@ says why, instead of failing mid-call.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -38,6 +40,9 @@ class Settings(BaseSettings):
     # Access
     jwt_secret: str = ""
     admin_token: str = ""
+    # Keys the hashes of forgotten memories; every worker needs the same one. Empty: derived from
+    # JWT_SECRET when exposed, else a key kept in DATA_DIR (docs/memory.md).
+    memory_hash_key: str = ""
 
     # Vendors: keys
     deepgram_api_key: str = ""
@@ -71,6 +76,8 @@ class Settings(BaseSettings):
     # Books and memory
     prices_file: Path | None = None
     prompt_token_budget: int = Field(4300, ge=200)
+    # The persona may record or correct facts during the call (an LLM tool; vendor LLMs only).
+    memory_tool: bool = True
     memory_load_timeout_secs: float = Field(1.5, gt=0)
     cost_flush_interval_secs: float = Field(1.0, gt=0)
     # A live call's owner renews its lease every HEARTBEAT_SECS; a call whose lease is
@@ -132,6 +139,18 @@ class Settings(BaseSettings):
         if not self.admin_token:
             self.admin_token = secrets.token_urlsafe(24)
         return self
+
+    def memory_hash_key_bytes(self) -> bytes:
+        if self.memory_hash_key:
+            return self.memory_hash_key.encode()
+        if self.public_base_url:  # exposed: JWT_SECRET is required and the same on every worker
+            return hmac.new(self.jwt_secret.encode(), b"callmeback memory hashes", hashlib.sha256).digest()
+        path = self.data_dir / "memory-hash.key"  # local: generated once, so hashes outlive a restart
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip().encode()
 
     @property
     def effective_database_url(self) -> str:

@@ -5,12 +5,21 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from api.deps import CallIdPath, Lifecycle, PersonaIdPath, Rt, TwilioClient, UserIdPath, require_admin
-from api.strict_json import StrictJSONRoute
 from api.errors import errors
 from api.schemas import (
-    EndCallOut, LiveCallOut, PaymentMethodIn, PaymentMethodOut, PersonaCreate, PersonaOut, PersonaPatch,
-    TokenOut, UserIn, UserOut, UserPatch,
+    EndCallOut,
+    LiveCallOut,
+    PaymentMethodIn,
+    PaymentMethodOut,
+    PersonaCreate,
+    PersonaOut,
+    PersonaPatch,
+    TokenOut,
+    UserIn,
+    UserOut,
+    UserPatch,
 )
+from api.strict_json import StrictJSONRoute
 from api.views import accounts
 from api.views.live_calls import end_call, live_calls
 

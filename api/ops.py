@@ -6,10 +6,10 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-from api.strict_json import StrictJSONRoute
 from agent.accounts.auth import admin_token_valid
 from api.deps import AdminCredentials, Lifecycle
 from api.schemas import ErrorOut
+from api.strict_json import StrictJSONRoute
 from api.views.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from api.views.metrics import render_metrics
 

@@ -19,9 +19,9 @@ from pydantic import BaseModel, Field
 from agent.accounts.auth import mint_user_token
 from agent.engines import engines
 from api.deps import AdminCredentials, CallIdPath, Lifecycle, Rt, User, require_admin
-from api.strict_json import StrictJSONRoute
 from api.errors import errors
 from api.schemas import ID_PATTERN
+from api.strict_json import StrictJSONRoute
 from pipeline.webrtc import MAX_SDP_BYTES, InvalidOffer, WebRTCRoom, check_offer_sdp
 
 WEB_DIR = FilePath(__file__).parent.parent / "web" / "static"

@@ -15,13 +15,29 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from agent.calls.outbound import place_outbound_call
 from agent.memory.relationships import Fact, FactCategory
 from api.deps import Lifecycle, OwnCall, PersonaRow, Rt, TwilioClient, User, persona_named
-from api.strict_json import StrictJSONRoute
 from api.errors import PaymentRequiredOut, errors
 from api.schemas import (
-    FACT_KEY_PATTERN, BudgetIn, BudgetOut, CallCostOut, CallOut, CallPage, CallRequest, CostEventsOut,
-    CostSummaryOut, EstimateIn, EstimateOut, FactIn, MemoriesOut, PaymentsOut, PersonaOut, PromptPreviewOut,
-    RelationshipIn, RelationshipOut, UserOut,
+    FACT_KEY_PATTERN,
+    BudgetIn,
+    BudgetOut,
+    CallCostOut,
+    CallOut,
+    CallPage,
+    CallRequest,
+    CostEventsOut,
+    CostSummaryOut,
+    EstimateIn,
+    EstimateOut,
+    FactIn,
+    MemoriesOut,
+    PaymentsOut,
+    PersonaOut,
+    PromptPreviewOut,
+    RelationshipIn,
+    RelationshipOut,
+    UserOut,
 )
+from api.strict_json import StrictJSONRoute
 from api.views import accounts
 from api.views.budget import change_budget, read_budget
 from api.views.call_costs import call_cost, call_cost_events, cost_updates
@@ -59,10 +75,11 @@ async def put_relationship(rt: Rt, user: User, persona: PersonaRow, body: Relati
     return await update_relationship(rt.memory, user["id"], persona["id"], body)
 
 
-@router.get("/personas/{persona_id}/memories", tags=["memory"], responses=errors(404),
-              summary="Everything the persona remembers about you: facts, recent calls, storylines")
-async def get_memories(rt: Rt, user: User, persona: PersonaRow) -> MemoriesOut:
-    return await memory_view(rt.memory, user["id"], persona["id"])
+@router.get("/personas/{persona_id}/memories", tags=["memory"], responses=errors(404), response_model=MemoriesOut,
+              summary="Everything the persona remembers about you: facts with where each came from and its "
+                      "earlier values, recent calls, storylines")
+async def get_memories(rt: Rt, user: User, persona: PersonaRow) -> Response:
+    return Response(await memory_view(rt.memory, user["id"], persona["id"]), media_type="application/json")
 
 
 @router.post("/personas/{persona_id}/memories", tags=["memory"], status_code=201, responses=errors(400, 404),

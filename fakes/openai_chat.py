@@ -100,6 +100,12 @@ def prompt_tokens_of(messages: Iterable[dict]) -> int:
     return sum(count_tokens(_content_text(m.get("content"))) + _PER_MESSAGE_TOKENS for m in messages)
 
 
+def request_prompt_tokens(body: dict) -> int:
+    """A request's prompt as vendors bill it: its messages, and the tools it offers (as their JSON)."""
+    tools = body.get("tools")
+    return prompt_tokens_of(body.get("messages", [])) + (count_tokens(json.dumps(tools)) if tools else 0)
+
+
 def _split_words(text: str) -> list[str]:
     """Split into word pieces that keep their leading whitespace (like LLM tokens)."""
     return re.findall(r"\s*\S+|\s+$", text) or ([text] if text else [])
@@ -186,7 +192,7 @@ class OpenAIFake:
         if isinstance(reply, ErrorReply):
             return self._error(reply)
 
-        prompt = prompt_tokens_of(body.get("messages", []))
+        prompt = request_prompt_tokens(body)
         if isinstance(reply, str):
             reply = truncate_to_tokens(reply, body.get("max_completion_tokens") or body.get("max_tokens"))
             completion = count_tokens(reply)

@@ -75,6 +75,11 @@ class FailoverLLMService(OpenAILLMService):
     def routes(self) -> list[LLMRoute]:
         return list(self._routes)
 
+    async def set_system_prompt(self, prompt: str) -> None:
+        """A new system prompt for the requests that follow (memory written during the call); the same
+        path as an `LLMUpdateSettingsFrame`, so Pipecat's composed instruction follows it."""
+        await self._update_settings(OpenAILLMService.Settings(system_instruction=prompt))
+
     def create_client(self, *args: object, **kwargs: object) -> AsyncOpenAI:
         return self.route.client
 

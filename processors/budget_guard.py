@@ -41,7 +41,6 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from agent.books.budgets import Action, BudgetDecision, BudgetMonitor
 from agent.books.spend import SpendPlanner
 
-
 MAX_WARNING_TRIES = 2  # said once, and once more if the caller talked over it
 SPEECH_START_SECS = 3.0  # a reply sent to the TTS starts playing within this, or the goodbye comes anyway
 SPEECH_WAIT_SECS = 30.0  # the longest a paid-for reply is let finish before the goodbye

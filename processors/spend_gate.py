@@ -43,7 +43,7 @@ class LLMSpendGate(FrameProcessor):
                  out_of_budget: Callable[[], Awaitable[None]], **kwargs: object) -> None:
         super().__init__(**kwargs)
         self._planner = planner
-        self._system_tokens = system_tokens
+        self.system_tokens = system_tokens  # the system prompt and tools, resent with every request
         self._most = most_tokens
         self._current = most_tokens
         self._out_of_budget = out_of_budget
@@ -64,7 +64,7 @@ class LLMSpendGate(FrameProcessor):
 
     def _prompt_tokens(self, frame: LLMContextFrame) -> int:
         messages = frame.context.get_messages()
-        return self._system_tokens + sum(count_tokens(_text(m)) + TOKENS_PER_MESSAGE for m in messages)
+        return self.system_tokens + sum(count_tokens(_text(m)) + TOKENS_PER_MESSAGE for m in messages)
 
 
 class TTSSpendGate(FrameProcessor):

@@ -3,14 +3,58 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 
 from storage.db import Database
-from storage.schema import call_summaries, memory_deletions, memory_facts, storylines
+from storage.schema import (
+    call_summaries,
+    calls,
+    forgotten_values,
+    memory_deletions,
+    memory_fact_history,
+    memory_facts,
+    storylines,
+)
 from storage.schema import user_persona_relationships as rels
-from storage.util import insert_ignoring_conflicts, row_dict, upsert, utcnow
+from storage.util import as_utc, insert_ignoring_conflicts, row_dict, upsert, utcnow
+
+RECENT_SUMMARIES = 10  # the API shows, and the prompt uses, the last ten
+_PROVENANCE = (memory_facts.c.value, memory_facts.c.source, memory_facts.c.source_call_id,
+               memory_facts.c.source_text)
+
+
+def _matching(table: Any, rel_id: int, key: str | None, category: str | None) -> Any:
+    where = table.c.relationship_id == rel_id
+    if key is not None:
+        where &= table.c.key == key
+    if category is not None:
+        where &= table.c.category == category
+    return where
+
+
+async def _redact_derived(conn: Any, rel_id: int, redact: Callable[[str], str]) -> None:
+    """Rewrite, in this transaction, the relationship's summaries, storylines and ended calls' transcripts."""
+    for row in (await conn.execute(select(call_summaries.c.id, call_summaries.c.summary, call_summaries.c.key_topics)
+                                   .where(call_summaries.c.relationship_id == rel_id))).all():
+        summary, topics = redact(row.summary), [redact(t) for t in row.key_topics or []]
+        if summary != row.summary or topics != (row.key_topics or []):
+            await conn.execute(update(call_summaries).where(call_summaries.c.id == row.id).values(
+                summary=summary, key_topics=topics))
+    for row in (await conn.execute(select(storylines.c.id, storylines.c.topic, storylines.c.details)
+                                   .where(storylines.c.relationship_id == rel_id))).all():
+        topic, details = redact(row.topic), redact(row.details or "")
+        if (topic, details) != (row.topic, row.details or ""):
+            await conn.execute(update(storylines).where(storylines.c.id == row.id).values(topic=topic, details=details))
+    rel = (await conn.execute(select(rels.c.user_id, rels.c.persona_id).where(rels.c.id == rel_id))).one()
+    for row in (await conn.execute(select(calls.c.id, calls.c.transcript).where(
+            (calls.c.user_id == rel.user_id) & (calls.c.persona_id == rel.persona_id)
+            & calls.c.transcript.is_not(None)))).all():
+        turns = [{**turn, "text": redact(str(turn.get("text", "")))} for turn in row.transcript or []]
+        if turns != row.transcript:
+            await conn.execute(update(calls).where(calls.c.id == row.id).values(transcript=turns))
 
 
 class MemoryStore:
@@ -51,25 +95,85 @@ class MemoryStore:
                                       .order_by(memory_facts.c.category, memory_facts.c.updated_at, memory_facts.c.id))
         return [row_dict(r) for r in rows]
 
-    async def set_fact(self, rel_id: int, category: str, key: str, value: str, source: str) -> None:
+    async def set_fact(self, rel_id: int, category: str, key: str, value: str, source: str, *,
+                       call_id: str | None = None, said: str | None = None) -> None:
+        """Add or change a fact with where it came from; a changed value's old one goes to its history."""
+        now = utcnow()
+        where = ((memory_facts.c.relationship_id == rel_id) & (memory_facts.c.category == category)
+                 & (memory_facts.c.key == key))
+        async with self.db.begin() as conn:
+            old = (await conn.execute(select(*_PROVENANCE, memory_facts.c.updated_at).where(where))).first()
+            if old is not None and old.value == value:
+                return  # said again: the fact and where it was first learned stay as they are
+            if old is not None:
+                await conn.execute(insert(memory_fact_history).values(
+                    relationship_id=rel_id, category=category, key=key, value=old.value, source=old.source,
+                    source_call_id=old.source_call_id, source_text=old.source_text, valid_from=as_utc(old.updated_at),
+                    replaced_at=now))
+            await conn.execute(upsert(conn, memory_facts, ["relationship_id", "category", "key"],
+                                      ["value", "source", "source_call_id", "source_text", "updated_at"]).values(
+                relationship_id=rel_id, category=category, key=key, value=value, source=source,
+                source_call_id=call_id, source_text=said, created_at=now, updated_at=now))
+
+    async def everything(self, user_id: str, persona_id: str) -> dict[str, Any]:
+        """The API's read of every tier, on one connection: the relationship (as a dict) and, as rows
+        with only the columns the API shows, its facts, their history, recent summaries and storylines."""
+        f, h, c, s = memory_facts.c, memory_fact_history.c, call_summaries.c, storylines.c
+        async with self.db.connect() as conn:
+            row = (await conn.execute(select(rels).where(
+                (rels.c.user_id == user_id) & (rels.c.persona_id == persona_id)))).first()
+            rel = row_dict(row) if row else await self.get_or_create_relationship(user_id, persona_id)
+            rel_id = rel["id"]
+            facts = (await conn.execute(
+                select(f.category, f.key, *_PROVENANCE, f.created_at, f.updated_at)
+                .where(f.relationship_id == rel_id).order_by(f.category, f.updated_at, f.id))).all()
+            history = (await conn.execute(
+                select(h.category, h.key, h.value, h.source, h.source_call_id, h.source_text, h.valid_from,
+                       h.replaced_at)
+                .where(h.relationship_id == rel_id).order_by(h.replaced_at.desc(), h.id.desc()))).all()
+            summaries = (await conn.execute(
+                select(c.call_id, c.summary, c.key_topics, c.outcome, c.created_at)
+                .where(c.relationship_id == rel_id).order_by(c.created_at.desc(), c.id.desc())
+                .limit(RECENT_SUMMARIES))).all()
+            stories = (await conn.execute(
+                select(s.topic, s.status, s.details, s.updated_at)
+                .where(s.relationship_id == rel_id).order_by(s.updated_at.desc(), s.id.desc()))).all()
+        return {"relationship": rel, "facts": facts, "history": history, "summaries": summaries,
+                "storylines": stories}
+
+    async def fact_values(self, rel_id: int, key: str | None = None, category: str | None = None) -> list[str]:
+        """Every value, current and earlier, of the facts a deletion would remove (None: all of them)."""
+        values = []
+        async with self.db.connect() as conn:
+            for table in (memory_facts, memory_fact_history):
+                stmt = select(table.c.value).where(_matching(table, rel_id, key, category))
+                values += [row.value for row in await conn.execute(stmt)]
+        return values
+
+    async def forget(self, rel_id: int, redact: Callable[[str], str], forgotten: list[tuple[str, int]], *,
+                     key: str | None = None, category: str | None = None) -> int:
+        """Delete facts (all with key None) and their history, record the deletion and the forgotten
+        values' hashes, and redact every summary, storyline and transcript of the relationship: one
+        transaction, so nothing is half forgotten. Returns how many facts went."""
         now = utcnow()
         async with self.db.begin() as conn:
-            await conn.execute(upsert(conn, memory_facts, ["relationship_id", "category", "key"],
-                                      ["value", "source", "updated_at"]).values(
-                relationship_id=rel_id, category=category, key=key, value=value, source=source,
-                created_at=now, updated_at=now))
-
-    async def delete_facts(self, rel_id: int, key: str | None = None, category: str | None = None) -> int:
-        stmt = delete(memory_facts).where(memory_facts.c.relationship_id == rel_id)
-        if key is not None:
-            stmt = stmt.where(memory_facts.c.key == key)
-        if category is not None:
-            stmt = stmt.where(memory_facts.c.category == category)
-        async with self.db.begin() as conn:
-            deleted = (await conn.execute(stmt)).rowcount
+            deleted = (await conn.execute(delete(memory_facts).where(
+                _matching(memory_facts, rel_id, key, category)))).rowcount
+            await conn.execute(delete(memory_fact_history).where(
+                _matching(memory_fact_history, rel_id, key, category)))
             await conn.execute(insert(memory_deletions).values(
-                relationship_id=rel_id, category=category, key=key, deleted_at=utcnow()))
+                relationship_id=rel_id, category=category, key=key, deleted_at=now))
+            if forgotten:
+                await conn.execute(insert(forgotten_values), [
+                    {"relationship_id": rel_id, "digest": d, "words": n, "forgotten_at": now} for d, n in forgotten])
+                await _redact_derived(conn, rel_id, redact)
             return deleted
+
+    async def forgotten(self, rel_id: int) -> list[tuple[str, int]]:
+        async with self.db.connect() as conn:
+            rows = await conn.execute(select(forgotten_values.c.digest, forgotten_values.c.words).where(
+                forgotten_values.c.relationship_id == rel_id))
+        return [(r.digest, r.words) for r in rows]
 
     async def deletions_since(self, rel_id: int, since: dt.datetime) -> list[dict[str, Any]]:
         """What the user deleted after `since`: (category or None, key or None) rows."""
@@ -114,7 +218,11 @@ class MemoryStore:
     async def wipe(self, rel_id: int) -> None:
         """Everything a persona knows about the user, gone (the relationship row stays)."""
         async with self.db.begin() as conn:
-            for table in (memory_facts, call_summaries, storylines):
+            for table in (memory_facts, memory_fact_history, call_summaries, storylines):
                 await conn.execute(delete(table).where(table.c.relationship_id == rel_id))
+            rel = (await conn.execute(select(rels.c.user_id, rels.c.persona_id).where(rels.c.id == rel_id))).one()
+            await conn.execute(update(calls).where((calls.c.user_id == rel.user_id)
+                                                   & (calls.c.persona_id == rel.persona_id)
+                                                   & (calls.c.status == "ended")).values(transcript=None))
             await conn.execute(insert(memory_deletions).values(
                 relationship_id=rel_id, category=None, key=None, deleted_at=utcnow()))

@@ -98,10 +98,44 @@ memory_facts = Table(
     Column("category", String(40), nullable=False),
     Column("key", String(200), nullable=False),
     Column("value", Text, nullable=False),
+    # Provenance (docs/memory.md): who set it ("user", "operator", "extraction", "call"), in which call,
+    # and the caller's words it came from; `updated_at` is when this value was learned.
     Column("source", String(40), nullable=False, default="user"),
+    Column("source_call_id", String(64), nullable=True),
+    Column("source_text", Text, nullable=True),
     _ts("created_at"),
     _ts("updated_at"),
     UniqueConstraint("relationship_id", "category", "key"),
+)
+
+memory_fact_history = Table(
+    "memory_fact_history",
+    metadata,
+    # A fact's earlier values: an update invalidates the old value instead of overwriting it.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _relationship_id(),
+    Column("category", String(40), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("value", Text, nullable=False),
+    Column("source", String(40), nullable=False),
+    Column("source_call_id", String(64), nullable=True),
+    Column("source_text", Text, nullable=True),
+    _ts("valid_from"),
+    _ts("replaced_at"),
+    Index(None, "relationship_id", "category", "key"),
+)
+
+forgotten_values = Table(
+    "forgotten_values",
+    metadata,
+    # What the user deleted, as keyed hashes of its words (never the words): text written later (an
+    # extraction of a call that was live at the time) is checked against them and redacted.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _relationship_id(),
+    Column("digest", String(64), nullable=False),
+    Column("words", Integer, nullable=False),
+    _ts("forgotten_at"),
+    Index(None, "relationship_id"),
 )
 
 call_summaries = Table(

@@ -238,7 +238,7 @@ async def test_a_reply_the_budget_cannot_pay_for_is_cut_at_a_sentence_and_the_bi
 async def test_a_reply_cut_short_by_barge_in_is_on_the_ledger_though_its_stream_reported_no_usage(tmp_path):
     """The caller talks over a slow reply: the stream is cancelled before its usage chunk, yet the vendor
     bills the prompt and what it generated; the ledger has our own count of both, labelled estimated."""
-    from fakes.openai_chat import prompt_tokens_of
+    from fakes.openai_chat import request_prompt_tokens
 
     with PhoneRig(tmp_path, transcripts=["Hi Brad, how are you doing today?", "Tell me something fun about the ocean."],
                   cerebras_script=[RAMBLING_REPLY, "Whales sing for hours."]) as rig:
@@ -255,7 +255,8 @@ async def test_a_reply_cut_short_by_barge_in_is_on_the_ledger_though_its_stream_
         estimated = [e for e in events if e["service"] == "llm" and e["source"] == "estimated"]
         assert [e["unit"] for e in estimated] == ["input_token", "output_token"], events
         counted_prompt = int(estimated[0]["quantity"])
-        assert abs(counted_prompt - prompt_tokens_of(first["messages"])) <= 0.15 * prompt_tokens_of(first["messages"])
+        billed = request_prompt_tokens(first)  # the messages and the memory tool's definition
+        assert abs(counted_prompt - billed) <= 0.15 * billed
         assert 0 < int(estimated[1]["quantity"]) < len(RAMBLING_REPLY.split())  # what streamed, not the whole reply
         vendor_lines = [e for e in events if e["service"] == "llm" and e["source"] == "vendor"]
         assert len(vendor_lines) == 2  # the second reply finished and reported its own usage

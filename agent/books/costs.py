@@ -26,7 +26,6 @@ from agent.books.money import round_micros, round_to_cent
 from agent.books.pricing import PriceBook, Rate
 from storage.leases import LeaseLost
 
-
 HEARTBEAT_SECS = 10.0
 
 

@@ -20,23 +20,24 @@ from collections.abc import Awaitable
 
 from loguru import logger
 
+from agent.accounts.personas import Persona
 from agent.books.billing import Billing, PaymentError
 from agent.books.budgets import BudgetMonitor, CallAllowance, LimitKind
 from agent.books.costs import CallCostTracker, FinalBreakdown, Service, Source
+from agent.calls.extraction_budget import within_call_budget
+from agent.calls.payments import CallPayments
+from agent.calls.session import CallSession, FencedSink
+from agent.errors import Conflict
 from agent.memory.extraction import (
     ExtractionResult,
     MemoryExtractor,
     apply_update,
 )
-from agent.memory.relationships import CallSummary
-from agent.accounts.personas import Persona
+from agent.memory.in_call import InCallMemory
 from agent.memory.prompt import CompositePrompt, build_composite_prompt, compose_prompt
-from agent.runtime import Runtime
-from agent.errors import Conflict
-from agent.calls.extraction_budget import within_call_budget
-from agent.calls.payments import CallPayments
-from agent.calls.session import CallSession, FencedSink
+from agent.memory.relationships import CallSummary
 from agent.memory.transcript import Transcript
+from agent.runtime import Runtime
 from storage.leases import Fence, LeaseLost
 from storage.util import utcnow
 
@@ -118,6 +119,10 @@ class CallLifecycle:
         session = CallSession(call_id, call["direction"], user, persona, allowance, prompt, tracker,
                               BudgetMonitor(allowance), loaded, fence, call["twilio_call_sid"])
         tracker.on_lease_lost = lambda: self.lost(session)
+        if loaded:  # memory answered in time: the persona may write to it as well
+            session.memory_tool = InCallMemory(self.rt.memory, user, persona, call_id, utcnow(), session.transcript,
+                                               self.rt.settings.prompt_token_budget, budget.memory_token_limit,
+                                               ledger=tracker)
         session.transcript.on_turn = lambda transcript: self.in_background(
             self.rt.calls.update_live(fence, transcript=transcript.as_rows()))
         return session
@@ -223,6 +228,7 @@ class CallLifecycle:
         if session.direction != "webrtc":
             tracker.track_call_duration(seconds, source=source)
         tracker.track_memory("write")
+        await self._forget_in_transcript(session)
         extraction = await self._extract(session)
         await tracker.close()
         user_id, persona_id = session.user["id"], session.persona.id
@@ -237,11 +243,17 @@ class CallLifecycle:
         await self.rt.memory.record_call(user_id, persona_id, seconds, utcnow())
         if extraction is not None:
             await apply_update(self.rt.memory, user_id, persona_id, session.call_id, extraction.update,
-                               (await self.rt.calls.get(session.call_id))["started_at"])
+                               (await self.rt.calls.get(session.call_id))["started_at"], session.transcript.turns)
         else:
             await self.placeholder_summary(user_id, persona_id, session.call_id, seconds, session.transcript, reason)
         logger.info(f"call {session.call_id} ended ({reason}): total {final.total_micros} micro-dollars")
         return final
+
+    async def _forget_in_transcript(self, session: CallSession) -> None:
+        """What the user deleted while the call ran is redacted from its transcript before it is kept."""
+        forgotten = await self.rt.memory.forgotten(session.user["id"], session.persona.id)
+        if forgotten:
+            session.transcript.redact(lambda text: self.rt.memory.forgetting.redact(text, forgotten))
 
     async def _extract(self, session: CallSession) -> ExtractionResult | None:
         """The post-call memory update, priced onto this call; None if there is nothing or it failed.

@@ -93,12 +93,12 @@ class Reconciler:
         persona = Persona.from_row(await self.rt.users.get_persona(call["persona_id"]))
         try:
             memory = await self.rt.memory.snapshot(call["user_id"], persona.id)
-            result = await self.lifecycle.extractor.extract(persona.name, persona.llm_model, memory,
-                                                            Transcript.from_rows(call["transcript"]).turns)
+            turns = Transcript.from_rows(call["transcript"]).turns
+            result = await self.lifecycle.extractor.extract(persona.name, persona.llm_model, memory, turns)
             if result.update is None:
                 raise ExtractionError(result.error or "unusable answer")
             await apply_update(self.rt.memory, call["user_id"], persona.id, call["id"], result.update,
-                               call["started_at"])
+                               call["started_at"], turns)
         except Exception as exc:
             logger.warning(f"call {call['id']}: memory extraction attempt {attempt} failed ({exc})")
             await self.rt.calls.update(call["id"], extraction_status="failed")

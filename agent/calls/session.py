@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from agent.accounts.personas import Persona
 from agent.books.budgets import BudgetMonitor, CallAllowance
 from agent.books.costs import CallCostTracker
+from agent.memory.in_call import InCallMemory
 from agent.memory.prompt import CompositePrompt
 from agent.memory.transcript import Transcript
 from storage.calls import CallStore
@@ -39,6 +40,7 @@ class CallSession:
     transcript: Transcript = field(default_factory=Transcript)
     warnings: list[str] = field(default_factory=list)  # budget warnings said so far, for the room to show
     lease_lost: bool = False  # another worker took the call over: this one writes and says nothing more
+    memory_tool: InCallMemory | None = None  # the persona's own writes to memory during the call
 
     def elapsed_seconds(self) -> int:
         return int(round(time.monotonic() - self.started_monotonic))

@@ -20,7 +20,6 @@ from twilio.rest import Client
 from agent.settings import Settings
 
 
-
 @dataclass
 class Twilio:
     settings: Settings

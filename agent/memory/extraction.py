@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -22,10 +22,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.books.costs import Source
 from agent.engines import vendor_llms
-from engines.offline_script import SCRIPT_MODEL, script_client_transport
-from agent.memory.relationships import CallSummary, Fact, FactCategory, MemorySnapshot, PersonaRelationshipManager, Storyline
-from agent.settings import Settings
+from agent.memory.relationships import (
+    CallSummary,
+    Fact,
+    FactCategory,
+    MemorySnapshot,
+    PersonaRelationshipManager,
+    Storyline,
+)
 from agent.memory.transcript import Turn
+from agent.settings import Settings
+from engines.offline_script import SCRIPT_MODEL, script_client_transport
 from engines.tokenizer import count_tokens
 
 MAX_EXTRACTION_ATTEMPTS = 3
@@ -172,11 +179,16 @@ def parse_update(text: str) -> tuple[MemoryUpdate | None, str | None]:
 
 
 async def apply_update(memory: PersonaRelationshipManager, user_id: str, persona_id: str, call_id: str,
-                       update: MemoryUpdate, call_started_at: dt.datetime | None) -> None:
-    """Write the validated update; a fact the user deleted after the call began stays deleted."""
+                       update: MemoryUpdate, call_started_at: dt.datetime | None, turns: list[Turn] = ()) -> None:
+    """Write the validated update with its provenance (this call, and the caller's words each fact was
+    found in). What the user deleted stays deleted: a fact deleted after the call began is not
+    re-added, no forgotten value is stored under any key, and forgotten words are redacted from the
+    summary and storylines."""
     rel = await memory.get_relationship(user_id, persona_id)
     deletions = await memory.store.deletions_since(rel.id, call_started_at) if call_started_at else []
     wiped = any(d["key"] is None for d in deletions)
+    forgotten = await memory.forgotten(user_id, persona_id)
+    redact = memory.forgetting.redact
 
     def deleted(fact: Fact | FactRef) -> bool:
         return wiped or any(d["key"] == fact.key and d["category"] in (None, fact.category.value)
@@ -185,14 +197,29 @@ async def apply_update(memory: PersonaRelationshipManager, user_id: str, persona
     for fact in update.facts_to_remove:
         await memory.delete_fact(user_id, persona_id, fact.key, fact.category.value)
     for fact in [*update.facts_to_add, *update.facts_to_update]:
-        if not deleted(fact):
-            await memory.set_fact(user_id, persona_id, fact, source="extraction")
+        if deleted(fact) or redact(fact.value, forgotten) != fact.value:
+            continue
+        await memory.set_fact(user_id, persona_id, fact, source="extraction", call_id=call_id,
+                              said=said_in(turns, fact.value))
     if wiped:
         return
-    summary = CallSummary(call_id=call_id, summary=update.summary, key_topics=update.key_topics,
-                          outcome=update.outcome)
+    summary = CallSummary(call_id=call_id, summary=redact(update.summary, forgotten),
+                          key_topics=[redact(t, forgotten) for t in update.key_topics], outcome=update.outcome)
     if not await memory.store.update_summary(rel.id, call_id, summary=summary.summary,
                                              key_topics=summary.key_topics, outcome=summary.outcome):
         await memory.add_call_summary(user_id, persona_id, summary)
     for storyline in update.storylines:
-        await memory.set_storyline(user_id, persona_id, storyline)
+        await memory.set_storyline(user_id, persona_id, storyline.model_copy(update={
+            "topic": redact(storyline.topic, forgotten), "details": redact(storyline.details, forgotten)}))
+
+
+def said_in(turns: list[Turn], value: str) -> str | None:
+    """The caller's words a fact's value was found in (the last time they said it), if it was said.
+
+    Only the caller's own words count: a value that appears nowhere in them was inferred by the
+    model, and the API shows it as such (no `said`)."""
+    wanted = value.casefold()
+    for turn in reversed(list(turns)):
+        if turn.role == "user" and wanted in turn.text.casefold():
+            return turn.text
+    return None

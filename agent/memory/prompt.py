@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agent.memory.relationships import FactCategory, MemorySnapshot, PersonaRelationshipManager, StorylineStatus
 from agent.accounts.personas import Persona
+from agent.memory.relationships import FactCategory, MemorySnapshot, PersonaRelationshipManager, StorylineStatus
 from engines.tokenizer import count_tokens
 
 # Least important first: this is the order facts are given up in.

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
+from agent.memory.forgetting import Forgetting, Forgotten
 from storage.memory import MemoryStore
 
 RECENT_CALLS = 10
@@ -139,8 +140,9 @@ class MemorySnapshot:
 class PersonaRelationshipManager:
     """The one way the product reads and writes a persona's memory of a user."""
 
-    def __init__(self, store: MemoryStore) -> None:
+    def __init__(self, store: MemoryStore, forgetting: Forgetting | None = None) -> None:
         self.store = store
+        self.forgetting = forgetting or Forgetting(b"callmeback-memory")  # the runtime passes its keyed one
 
     async def get_relationship(self, user_id: str, persona_id: str) -> Relationship:
         return Relationship.from_row(await self.store.get_or_create_relationship(user_id, persona_id))
@@ -159,23 +161,34 @@ class PersonaRelationshipManager:
         rel = await self.get_relationship(user_id, persona_id)
         return _group_facts(await self.store.facts(rel.id))
 
-    async def set_fact(self, user_id: str, persona_id: str, fact: Fact, *, source: str = "user") -> Fact:
-        """Add a fact, or replace the value of the fact with the same category and key."""
+    async def set_fact(self, user_id: str, persona_id: str, fact: Fact, *, source: str = "user",
+                       call_id: str | None = None, said: str | None = None) -> Fact:
+        """Add a fact, or change the value of the fact with the same category and key (the old value
+        is kept as its history). `source` says who set it; `call_id` and `said`, the call and words."""
         fact = Fact.model_validate(fact.model_dump())
         rel = await self.get_relationship(user_id, persona_id)
-        await self.store.set_fact(rel.id, fact.category.value, fact.key, fact.value, source)
+        await self.store.set_fact(rel.id, fact.category.value, fact.key, fact.value, source, call_id=call_id,
+                                  said=said[:2000] if said else None)
         return fact
 
     async def add_fact(self, user_id: str, persona_id: str, category: str, key: str, value: str,
-                       *, source: str = "user") -> Fact:
-        return await self.set_fact(user_id, persona_id, Fact(category=category, key=key, value=value), source=source)
+                       *, source: str = "user", call_id: str | None = None, said: str | None = None) -> Fact:
+        return await self.set_fact(user_id, persona_id, Fact(category=category, key=key, value=value),
+                                   source=source, call_id=call_id, said=said)
 
     async def delete_fact(self, user_id: str, persona_id: str, key: str, category: str | None = None) -> int:
         """Forget a fact (in every category unless one is named); returns how many went."""
         if category is not None:
             category = FactCategory(category).value
         rel = await self.get_relationship(user_id, persona_id)
-        return await self.store.delete_facts(rel.id, key=key, category=category)
+        forgotten = self.forgetting.forgotten(await self.store.fact_values(rel.id, key, category))
+        return await self.store.forget(rel.id, lambda text: self.forgetting.redact(text, forgotten),
+                                       [(f.digest, f.words) for f in forgotten], key=key, category=category)
+
+    async def forgotten(self, user_id: str, persona_id: str) -> list[Forgotten]:
+        """Hashes of every value the user deleted from this relationship (for text written later)."""
+        rel = await self.get_relationship(user_id, persona_id)
+        return [Forgotten(digest, words) for digest, words in await self.store.forgotten(rel.id)]
 
     async def forget_everything(self, user_id: str, persona_id: str) -> None:
         rel = await self.get_relationship(user_id, persona_id)

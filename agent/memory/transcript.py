@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 
@@ -36,6 +36,10 @@ class Transcript:
     def from_rows(cls, rows: list[dict[str, Any]] | None) -> "Transcript":
         return cls([Turn(r["role"], r["text"], dt.datetime.fromisoformat(r["at"]), bool(r.get("interrupted")))
                     for r in rows or []])
+
+    def redact(self, rewrite: Callable[[str], str]) -> None:
+        """Rewrite every turn's text (forgotten words), in place."""
+        self.turns = [replace(t, text=rewrite(t.text)) for t in self.turns]
 
     def said_by(self, role: str) -> list[str]:
         return [t.text for t in self.turns if t.role == role]

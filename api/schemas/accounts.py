@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from functools import lru_cache
-from zoneinfo import available_timezones
 from typing import Any, Literal
+from zoneinfo import available_timezones
 
 from pydantic import BaseModel, Field, field_validator
 
-from api.schemas.common import ID_PATTERN, E164, ANY_TEXT, REQUIRED_TEXT, Text, CleanInput, partial_model
+from api.schemas.common import ANY_TEXT, E164, ID_PATTERN, REQUIRED_TEXT, CleanInput, Text, partial_model
 
 # -- users and personas ----------------------------------------------------
 

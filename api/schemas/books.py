@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt
 
 from agent.books.money import usd
-from api.schemas.common import Usd, UsdIn, PersonaId, CleanInput
+from api.schemas.common import CleanInput, PersonaId, Usd, UsdIn
 
 # -- estimate and budget ---------------------------------------------------
 

@@ -7,7 +7,7 @@ import datetime as dt
 from pydantic import BaseModel, Field, create_model
 
 from agent.memory.relationships import CallSummary, FactCategory, MemoryPreferences, RelationshipType, StorylineStatus
-from api.schemas.common import ANY_TEXT, REQUIRED_TEXT, FACT_KEY, CleanInput
+from api.schemas.common import ANY_TEXT, FACT_KEY, REQUIRED_TEXT, CleanInput
 
 # -- relationship and memories ---------------------------------------------
 
@@ -37,13 +37,27 @@ class FactIn(CleanInput):
     value: str = Field(min_length=1, max_length=2000, pattern=REQUIRED_TEXT, examples=["Biscuit"])
 
 
+class FactVersionOut(BaseModel):
+    """An earlier value of a fact, and where that one came from."""
+
+    value: str
+    source: str
+    call_id: str | None
+    said: str | None
+    learned_at: dt.datetime | None
+    replaced_at: dt.datetime | None
+
+
 class FactOut(BaseModel):
     category: FactCategory
     key: str
     value: str
-    source: str
+    source: str = Field(description="Who set it: user, operator, extraction (after a call) or call (during one)")
+    call_id: str | None = Field(description="The call it was learned in, if any")
+    said: str | None = Field(description="The caller's words it came from, when they were found in the call")
     created_at: dt.datetime | None
-    updated_at: dt.datetime | None
+    updated_at: dt.datetime | None = Field(description="When this value was learned")
+    history: list[FactVersionOut] = Field(default_factory=list, description="Earlier values, newest first")
 
 
 FactsByCategory = create_model(  # one list per category, all always present

@@ -15,6 +15,12 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
+from agent.accounts.auth import mint_user_token, token_expiry
+from agent.accounts.personas import Persona, PersonaIn
+from agent.books.billing import Billing
+from agent.books.pricing import PriceBook, UnknownPriceError
+from agent.errors import Conflict, InvalidInput, NotFound
+from agent.runtime import Runtime
 from api.schemas import (
     PaymentMethodIn,
     PaymentMethodOut,
@@ -26,12 +32,6 @@ from api.schemas import (
     UserOut,
     UserPatch,
 )
-from agent.accounts.auth import mint_user_token, token_expiry
-from agent.books.billing import Billing
-from agent.errors import Conflict, InvalidInput, NotFound
-from agent.accounts.personas import Persona, PersonaIn
-from agent.books.pricing import PriceBook, UnknownPriceError
-from agent.runtime import Runtime
 
 TOKEN_TTL = dt.timedelta(days=30)
 

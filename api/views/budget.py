@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from api.schemas import BudgetIn, BudgetOut
 from agent.books.budgets import BudgetManager, BudgetSettings
-from agent.errors import InvalidInput
 from agent.books.money import format_usd, parse_usd, usd
+from agent.errors import InvalidInput
+from api.schemas import BudgetIn, BudgetOut
 
 _MONEY = {"per_call_limit_usd": "per_call_limit_micros", "daily_limit_usd": "daily_limit_micros",
           "monthly_limit_usd": "monthly_limit_micros"}

@@ -16,10 +16,10 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
-from api.schemas import CallCostOut, CostDriverOut, CostEventOut, CostEventsOut, ServiceCostOut
 from agent.books.costs import stripe_fee_micros
-from agent.calls.lifecycle import CallLifecycle
 from agent.books.money import usd
+from agent.calls.lifecycle import CallLifecycle
+from api.schemas import CallCostOut, CostDriverOut, CostEventOut, CostEventsOut, ServiceCostOut
 from storage.calls import LIVE_STATUSES
 
 

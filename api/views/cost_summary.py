@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from api.schemas import CostSummaryOut, PeriodOut, PersonaSpendOut, ServiceSpendOut
 from agent.books.budgets import budget_windows
 from agent.books.money import usd
 from agent.runtime import Runtime
+from api.schemas import CostSummaryOut, PeriodOut, PersonaSpendOut, ServiceSpendOut
 from storage.reports import Reports
 
 

@@ -9,11 +9,11 @@ phone call, the carrier's hang-up as well, so the line drops at once).
 
 from __future__ import annotations
 
-from api.schemas import EndCallOut, LiveCallOut
-from agent.errors import Conflict, NotFound
-from agent.calls.lifecycle import CallLifecycle
 from agent.books.money import usd
+from agent.calls.lifecycle import CallLifecycle
 from agent.calls.telephony import Twilio
+from agent.errors import Conflict, NotFound
+from api.schemas import EndCallOut, LiveCallOut
 
 OPERATOR_ENDED = "operator_ended"
 

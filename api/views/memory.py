@@ -6,24 +6,17 @@ this shows everything that is stored, so the user can see and delete it all.
 
 from __future__ import annotations
 
-from api.schemas import (
-    CallSummaryOut,
-    FactOut,
-    FactsByCategory,
-    MemoriesOut,
-    RelationshipIn,
-    RelationshipOut,
-    StorylineOut,
-)
+import datetime as dt
+
 from agent.errors import NotFound
 from agent.memory.relationships import (
-    RECENT_CALLS,
     FactCategory,
     MemoryPreferences,
     PersonaRelationshipManager,
     Relationship,
     RelationshipUpdate,
 )
+from api.schemas import MemoriesOut, RelationshipIn, RelationshipOut
 
 
 def relationship_out(rel: Relationship) -> RelationshipOut:
@@ -43,24 +36,36 @@ async def update_relationship(memory: PersonaRelationshipManager, user_id: str, 
     return relationship_out(rel)
 
 
-async def memory_view(memory: PersonaRelationshipManager, user_id: str, persona_id: str) -> MemoriesOut:
-    """Every tier in one read of each table (the API's hot path: see DESIGN.md section 9)."""
-    rel = await memory.get_relationship(user_id, persona_id)
-    store = memory.store
-    facts: dict[str, list[FactOut]] = {c.value: [] for c in FactCategory}
-    for row in await store.facts(rel.id):
-        if row["category"] in facts:
-            facts[row["category"]].append(FactOut(**{k: row[k] for k in FactOut.model_fields}))
-    summaries = await store.recent_summaries(rel.id, RECENT_CALLS)
-    stories = await store.storylines(rel.id)
-    return MemoriesOut(
-        persona_id=persona_id, relationship=relationship_out(rel), facts=FactsByCategory(**facts),
-        fact_count=sum(len(v) for v in facts.values()),
-        recent_calls=[CallSummaryOut(call_id=r["call_id"], summary=r["summary"], key_topics=r["key_topics"] or [],
-                                     outcome=r["outcome"] or "", created_at=r["created_at"]) for r in summaries],
-        storylines=[StorylineOut(topic=r["topic"], status=r["status"], details=r["details"] or "",
-                                 updated_at=r["updated_at"]) for r in stories],
-    )
+async def memory_view(memory: PersonaRelationshipManager, user_id: str, persona_id: str) -> str:
+    """Every tier, as the JSON the API answers, from one read of each table on one connection (the
+    API's hot path: DESIGN.md section 9). Built as plain data and validated once, here; the route
+    sends it as it is (FastAPI would otherwise validate the same model a second time)."""
+    tiers = await memory.store.everything(user_id, persona_id)
+    history: dict[tuple[str, str], list[dict]] = {}
+    for h in tiers["history"]:
+        history.setdefault((h.category, h.key), []).append({
+            "value": h.value, "source": h.source, "call_id": h.source_call_id, "said": h.source_text,
+            "learned_at": _utc(h.valid_from), "replaced_at": _utc(h.replaced_at)})
+    facts: dict[str, list[dict]] = {c.value: [] for c in FactCategory}
+    for r in tiers["facts"]:
+        if r.category in facts:
+            facts[r.category].append({
+                "category": r.category, "key": r.key, "value": r.value, "source": r.source,
+                "call_id": r.source_call_id, "said": r.source_text, "created_at": _utc(r.created_at),
+                "updated_at": _utc(r.updated_at), "history": history.get((r.category, r.key), [])})
+    return MemoriesOut.model_validate({
+        "persona_id": persona_id, "relationship": relationship_out(Relationship.from_row(tiers["relationship"])),
+        "facts": facts, "fact_count": sum(len(v) for v in facts.values()),
+        "recent_calls": [{"call_id": r.call_id, "summary": r.summary, "key_topics": r.key_topics or [],
+                          "outcome": r.outcome or "", "created_at": _utc(r.created_at)} for r in tiers["summaries"]],
+        "storylines": [{"topic": r.topic, "status": r.status, "details": r.details or "",
+                        "updated_at": _utc(r.updated_at)} for r in tiers["storylines"]],
+    }).model_dump_json()
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands datetimes back naive (everything is written in UTC); PostgreSQL, aware."""
+    return value.replace(tzinfo=dt.timezone.utc) if value is not None and value.tzinfo is None else value
 
 
 async def forget_fact(memory: PersonaRelationshipManager, user_id: str, persona_id: str, key: str,

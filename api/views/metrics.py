@@ -20,8 +20,8 @@ from decimal import Decimal
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from agent.calls.lifecycle import CallLifecycle
 from agent.books.money import MICROS_PER_DOLLAR
+from agent.calls.lifecycle import CallLifecycle
 from storage.reports import Reports
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

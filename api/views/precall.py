@@ -7,12 +7,12 @@ so the preview and the estimate never disagree with the real call.
 
 from __future__ import annotations
 
-from api.schemas import EstimateOut, PromptPreviewOut
 from agent.books.budgets import LimitKind, budget_windows
 from agent.books.money import format_usd, usd
 from agent.calls import precall
 from agent.calls.precall import memory_tokens, next_prompt
 from agent.runtime import Runtime
+from api.schemas import EstimateOut, PromptPreviewOut
 from storage.reports import Reports
 
 
