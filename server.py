@@ -40,9 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await Runtime.start(settings)
-        # Models once per process and before the first call, off the loop: VAD, smart-turn, local engines.
-        await asyncio.to_thread(models.preload)
-        logger.info(f"engines: {await asyncio.to_thread(prepare_local_engines, settings)}")
+        await asyncio.to_thread(models.preload)  # VAD and smart-turn, once per process, off the loop
         app.state.runtime = runtime
         app.state.lifecycle = CallLifecycle(runtime)
         app.state.twilio = Twilio(settings)
@@ -90,18 +88,32 @@ def main() -> None:
     except Exception as exc:  # a configuration error: say which setting and why, then stop
         print(f"Configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    logger.remove()
-    logger.add(sys.stderr, level=settings.log_level)
+    _log_to_stderr(settings)
     try:  # a broken install of the local engines fails here, with what to install, not on the first call
-        check_local_engines(settings)
+        in_use = check_local_engines(settings)
     except Exception as exc:
         print(f"Local engines could not be prepared: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    logger.info(f"engines: {in_use}")
     if settings.workers == 1:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
-    else:  # each process builds its own app from the same environment, and its own runtime
-        uvicorn.run("server:create_app", factory=True, workers=settings.workers, host=settings.host,
+        uvicorn.run(create_worker_app(settings), host=settings.host, port=settings.port, log_level="info")
+    else:  # each process builds its own app, runtime and models from the same environment
+        uvicorn.run("server:create_worker_app", factory=True, workers=settings.workers, host=settings.host,
                     port=settings.port, log_level="info")
+
+
+def create_worker_app(settings: Settings | None = None) -> FastAPI:
+    """A serving process's app: the local engines' models loaded before the first call, not during it."""
+    if settings is None:  # a worker process of WORKERS > 1: started by uvicorn, configured here
+        settings = load_settings()
+        _log_to_stderr(settings)
+    prepare_local_engines(settings)
+    return create_app(settings)
+
+
+def _log_to_stderr(settings: Settings) -> None:
+    logger.remove()
+    logger.add(sys.stderr, level=settings.log_level)
 
 
 if __name__ == "__main__":
