@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     # Books and memory
     prices_file: Path | None = None
     prompt_token_budget: int = Field(4300, ge=200)
+    # Most tokens of the call's conversation resent with each turn; older turns become a running summary.
+    conversation_token_budget: int = Field(1500, ge=200)
     # The persona may record or correct facts during the call (an LLM tool; vendor LLMs only).
     memory_tool: bool = True
     memory_load_timeout_secs: float = Field(1.5, gt=0)

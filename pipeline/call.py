@@ -25,9 +25,9 @@ from pipecat.workers.runner import WorkerRunner
 from agent.books.spend import Rates, SpendPlanner
 from agent.calls.session import CallSession
 from agent.engines import vendor_llms
-from agent.memory.prompt import CompositePrompt
 from agent.settings import Settings
 from engines.tokenizer import count_tokens
+from pipeline.call_prompt import CallPrompt
 from pipeline.memory_tool import TOOL_TOKENS, offer_memory_tool
 from pipeline.models import user_turn_params
 from pipeline.services import CallServices, build_services
@@ -82,13 +82,11 @@ async def run_call(
     # Price what is about to be spent before it goes to the LLM and to the TTS.
     llm_gate = LLMSpendGate(planner, system_tokens=count_tokens(session.prompt.prompt), most_tokens=MAX_TOKENS,
                             out_of_budget=guard.out_of_budget, name="llm-spend-gate")
+    prompt = CallPrompt(session, services.llm, llm_gate)
+    llm_gate.window = prompt.window(settings.conversation_token_budget)
     if session.memory_tool is not None and settings.memory_tool and vendor_llms(settings):
-        def use_prompt(prompt: CompositePrompt) -> None:
-            session.prompt = prompt
-            llm_gate.system_tokens = count_tokens(prompt.prompt) + TOOL_TOKENS
-
-        offer_memory_tool(services.llm, context, session.memory_tool, use_prompt)
-        llm_gate.system_tokens += TOOL_TOKENS
+        offer_memory_tool(services.llm, context, session.memory_tool, prompt.use_memory)
+        prompt.offer_tool(TOOL_TOKENS)
     tts_gate = TTSSpendGate(planner, out_of_budget=guard.out_of_budget, name="tts-spend-gate")
     pipeline = Pipeline([
         transport.input(), services.stt, user_aggregator, llm_gate, services.llm, tts_gate, services.tts,

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from loguru import logger
 from openai import AsyncOpenAI
+from openai.types import CompletionUsage
 from pipecat.frames.frames import TTSSpeakFrame
 from pipecat.metrics.metrics import MetricsData
 from pipecat.processors.aggregators.llm_context import LLMContext
@@ -79,6 +80,15 @@ class FailoverLLMService(OpenAILLMService):
         """A new system prompt for the requests that follow (memory written during the call); the same
         path as an `LLMUpdateSettingsFrame`, so Pipecat's composed instruction follows it."""
         await self._update_settings(OpenAILLMService.Settings(system_instruction=prompt))
+
+    async def complete(self, messages: list[dict[str, str]], most_tokens: int
+                       ) -> tuple[str, CompletionUsage | None, LLMRoute]:
+        """A one-off completion on the active route (the call's running summary): its text, the usage
+        the vendor reported (for the caller to meter: Pipecat's own out-of-band inference drops it)."""
+        route = self.route
+        response = await route.client.chat.completions.create(
+            model=route.model, messages=messages, max_completion_tokens=most_tokens, temperature=0)
+        return response.choices[0].message.content or "", response.usage, route
 
     def create_client(self, *args: object, **kwargs: object) -> AsyncOpenAI:
         return self.route.client

@@ -10,7 +10,7 @@ knows). The tool call's own tokens are usage like any other and metered so.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from loguru import logger
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
@@ -30,7 +30,7 @@ TOOL_TOKENS = count_tokens(json.dumps([{"type": "function", "function": SCHEMA.t
 
 
 def offer_memory_tool(llm: FailoverLLMService, context: LLMContext, tool: InCallMemory,
-                      on_prompt: Callable[[CompositePrompt], None]) -> None:
+                      on_prompt: Callable[[CompositePrompt], Awaitable[None]]) -> None:
     context.set_tools(ToolsSchema(standard_tools=[SCHEMA]))
 
     async def remember_fact(params: FunctionCallParams) -> None:
@@ -40,8 +40,7 @@ def offer_memory_tool(llm: FailoverLLMService, context: LLMContext, tool: InCall
             logger.warning(f"in-call memory write failed: {exc!r}")
             result, prompt = {"saved": False, "error": "memory is unavailable right now"}, None
         if prompt is not None:
-            await llm.set_system_prompt(prompt.prompt)
-            on_prompt(prompt)
+            await on_prompt(prompt)  # the LLM's system prompt, before Pipecat asks it to go on
         await params.result_callback(result)
 
     llm.register_function(TOOL_NAME, remember_fact)

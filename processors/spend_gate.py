@@ -1,6 +1,8 @@
 """Two gates that ask the call's `SpendPlanner` before money is spent, not after.
 
-- `LLMSpendGate` (before the LLM): prices each request's prompt and caps its
+- `LLMSpendGate` (before the LLM): first keeps the conversation within its
+  token budget (`ConversationWindow`: the prompt per turn stays flat on a
+  long call), then prices each request's prompt and caps its
   `max_completion_tokens` at what the remaining budget can pay for (the reply's
   speech included); when not even a short reply fits, it does not run the LLM
   and the call says goodbye instead.
@@ -32,6 +34,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.openai.llm import OpenAILLMService
 
 from agent.books.spend import SpendPlanner
+from agent.memory.conversation import ConversationWindow
 from engines.tokenizer import count_tokens
 
 TOKENS_PER_MESSAGE = 4
@@ -40,8 +43,10 @@ _SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*(\s+|$)")
 
 class LLMSpendGate(FrameProcessor):
     def __init__(self, planner: SpendPlanner, *, system_tokens: int, most_tokens: int,
-                 out_of_budget: Callable[[], Awaitable[None]], **kwargs: object) -> None:
+                 out_of_budget: Callable[[], Awaitable[None]], window: ConversationWindow | None = None,
+                 **kwargs: object) -> None:
         super().__init__(**kwargs)
+        self.window = window  # keeps the conversation resent with each request within its budget
         self._planner = planner
         self.system_tokens = system_tokens  # the system prompt and tools, resent with every request
         self._most = most_tokens
@@ -51,6 +56,8 @@ class LLMSpendGate(FrameProcessor):
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
         if isinstance(frame, LLMContextFrame) and direction == FrameDirection.DOWNSTREAM:
+            if self.window is not None and (kept := self.window.fit(frame.context.get_messages())) is not None:
+                frame.context.set_messages(kept)
             tokens = self._planner.completion_tokens(self._prompt_tokens(frame), self._most)
             if tokens is None:
                 logger.info("budget: not even a short reply fits; saying goodbye instead of answering")
