@@ -90,3 +90,28 @@ async def test_the_budget_warning_appears_in_the_rooms_transcript(tmp_path):
             await page.click("#hangup")
             await browser.close()
     assert "Just so you know" in text and "$0.50" in text
+
+
+async def test_the_room_says_where_each_memory_came_from(tmp_path):
+    """A fact learned in a call shows that call's date, the words it came from and what it replaced."""
+    from playwright.async_api import async_playwright
+
+    from agent.memory.relationships import PersonaRelationshipManager
+    from storage.memory import MemoryStore
+
+    with RoomRig(tmp_path, [], []) as rig:
+        memory = PersonaRelationshipManager(MemoryStore(rig.calls.db))
+        await memory.add_fact("demo", "brad", "user_facts", "dog_name", "Rex", source="user")
+        await memory.add_fact("demo", "brad", "user_facts", "dog_name", "Biscuit", source="extraction",
+                              call_id="call-1", said="My dog is called Biscuit now.")
+        async with async_playwright() as p:
+            browser = await _launch(p, _browser_wav(tmp_path, DATA / "hello.wav"))
+            page = await browser.new_page()
+            await page.goto(f"{rig.server.http_url}/room/")
+            await page.select_option("#persona", "brad")
+            item = page.locator("#memories li", has_text="Biscuit")
+            await item.wait_for(timeout=15_000)
+            text, title = await item.inner_text(), await item.get_attribute("title")
+            await browser.close()
+    assert "learned in your call of" in text and 'was "Rex"' in text
+    assert title == 'You said: "My dog is called Biscuit now."'

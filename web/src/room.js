@@ -54,6 +54,14 @@ async function showCost() {
   }
 }
 
+function provenance(fact) {
+  // Where the persona got it: the call (and the words), or you, through the API.
+  const on = fact.updated_at ? new Date(fact.updated_at).toLocaleDateString() : "";
+  const where = fact.call_id ? `learned in your call of ${on}` : `set by ${fact.source} on ${on}`;
+  const before = fact.history && fact.history.length ? `; was "${fact.history[0].value}"` : "";
+  return `(${where}${before})`;
+}
+
 async function showMemories() {
   const personaId = $("persona").value;
   const memories = await api(`/personas/${personaId}/memories`);
@@ -62,10 +70,13 @@ async function showMemories() {
   for (const [category, facts] of Object.entries(memories.facts)) {
     for (const fact of facts) {
       const item = document.createElement("li");
-      item.innerHTML = `<span class="cat"></span> <b></b>: <span class="val"></span> <button>Delete</button>`;
+      item.innerHTML = `<span class="cat"></span> <b></b>: <span class="val"></span> <span class="src"></span>` +
+        ` <button>Delete</button>`;
       item.querySelector(".cat").textContent = category.replace("_", " ");
       item.querySelector("b").textContent = fact.key;
       item.querySelector(".val").textContent = fact.value;
+      item.querySelector(".src").textContent = provenance(fact);
+      if (fact.said) item.title = `You said: "${fact.said}"`;
       item.querySelector("button").onclick = async () => {
         await api(`/personas/${personaId}/memories/${encodeURIComponent(fact.key)}?category=${category}`,
           { method: "DELETE" });
