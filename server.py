@@ -25,6 +25,7 @@ from agent.calls.telephony import Twilio
 from agent.runtime import Runtime
 from agent.settings import Settings, load_settings
 from api import admin, ops, room, twilio, user
+from api.docs_ui import serve_docs
 from api.errors import install_error_handlers
 from api.guards import RequestGuards
 from api.logs import redact_tokens_in_server_logs
@@ -59,7 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.lifecycle.end_all("server_shutdown")
             await runtime.close()
 
-    app = FastAPI(title="Call Me Back", version="0.1.0", lifespan=lifespan, description=API_DESCRIPTION)
+    app = FastAPI(title="Call Me Back", version="0.1.0", lifespan=lifespan, description=API_DESCRIPTION,
+                  docs_url=None, redoc_url=None)
+    serve_docs(app)  # Swagger UI from a package, not a CDN
     install_error_handlers(app)
     redact_tokens_in_server_logs()
     app.openapi = refined_openapi(app, settings)  # type: ignore[method-assign]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -123,6 +124,11 @@ async def test_health(api: Api):
 async def test_docs_and_openapi_are_served(api: Api):
     docs = await api.client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    # Everything the page loads comes from this server: no CDN, so it works offline.
+    assets = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+    assert assets and all(a.startswith("/docs/static/") for a in assets), assets
+    for asset in assets:
+        assert (await api.client.get(asset)).status_code == 200, asset
     doc = (await api.client.get("/openapi.json")).json()
     assert {"UserToken", "AdminToken"} <= set(doc["components"]["securitySchemes"])
     calls = doc["paths"]["/api/calls"]["post"]

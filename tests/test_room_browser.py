@@ -115,3 +115,21 @@ async def test_the_room_says_where_each_memory_came_from(tmp_path):
             await browser.close()
     assert "learned in your call of" in text and 'was "Rex"' in text
     assert title == 'You said: "My dog is called Biscuit now."'
+
+
+async def test_the_api_docs_render_their_operations_with_nothing_from_the_internet(tmp_path):
+    from playwright.async_api import async_playwright
+
+    with RoomRig(tmp_path, [], []) as rig:
+        async with async_playwright() as p:
+            browser = await _launch(p, _browser_wav(tmp_path, DATA / "hello.wav"))
+            page = await browser.new_page()
+            outside: list[str] = []
+            page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(rig.server.http_url) else None)
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            await page.goto(f"{rig.server.http_url}/docs")
+            await page.locator(".opblock").first.wait_for(timeout=20_000)
+            operations = await page.locator(".opblock").count()
+            await browser.close()
+    assert operations >= 20 and errors == [] and outside == []
