@@ -133,3 +133,25 @@ async def test_the_api_docs_render_their_operations_with_nothing_from_the_intern
             operations = await page.locator(".opblock").count()
             await browser.close()
     assert operations >= 20 and errors == [] and outside == []
+
+
+async def test_say_hello_appears_only_once_the_greeting_has_started(tmp_path):
+    from playwright.async_api import async_playwright
+
+    with RoomRig(tmp_path, ["Hi Brad, how are you doing today?"], ["Hey there, browser friend!"]) as rig:
+        async with async_playwright() as p:
+            browser = await _launch(p, _browser_wav(tmp_path, DATA / "hello.wav"))
+            page = await browser.new_page()
+            await page.goto(f"{rig.server.http_url}/room/")
+            await page.select_option("#persona", "brad")
+            await page.click("#connect")
+            await page.wait_for_function(
+                "document.getElementById('status').textContent.includes('say hello')", timeout=30_000)
+            log = await page.evaluate("window.roomLog")
+            await page.click("#hangup")
+            await browser.close()
+    statuses = [e["text"] for e in log if e["event"] == "status"]
+    assert statuses.index("Connected: the persona is getting ready…") < statuses.index("Connected: say hello")
+    spoke = [e["at"] for e in log if e["event"] == "bot-started-speaking"]
+    hello = next(e["at"] for e in log if e["event"] == "status" and e["text"] == "Connected: say hello")
+    assert spoke and spoke[0] <= hello  # the greeting had begun: what the caller says now is heard

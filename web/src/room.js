@@ -23,8 +23,24 @@ function say(role, text) {
   $("transcript").scrollTop = $("transcript").scrollHeight;
 }
 
+// What happened when, for whoever debugs the room (and for its browser tests).
+window.roomLog = [];
+
 function status(text) {
   $("status").textContent = text;
+  window.roomLog.push({ event: "status", text, at: performance.now() });
+}
+
+// "Say hello" only once the persona can hear you: when its greeting starts (or, for a persona with
+// no greeting, a moment after it is ready). Speech before that could be lost.
+const NO_GREETING_WAIT_MS = 4000;
+let readyForYou = false;
+
+function sayHello() {
+  if (!readyForYou) {
+    readyForYou = true;
+    status("Connected: say hello");
+  }
 }
 
 async function showCost() {
@@ -97,6 +113,7 @@ async function showMemories() {
 async function connect() {
   $("connect").disabled = true;
   $("transcript").replaceChildren();
+  readyForYou = false;
   await signIn($("user").value);
   config.budget = await api("/user/budget");
   status("Connecting…");
@@ -107,7 +124,12 @@ async function connect() {
     enableMic: true,
     enableCam: false,
     callbacks: {
-      onConnected: () => status("Connected: say hello"),
+      onConnected: () => status("Connected: the persona is getting ready…"),
+      onBotReady: () => setTimeout(sayHello, NO_GREETING_WAIT_MS),
+      onBotStartedSpeaking: () => {
+        window.roomLog.push({ event: "bot-started-speaking", at: performance.now() });
+        sayHello();
+      },
       onTrackStarted: (track, participant) => {
         if (track.kind === "audio" && !participant?.local) {
           $("bot-audio").srcObject = new MediaStream([track]);
@@ -124,7 +146,13 @@ async function connect() {
       // Each sentence arrives as "new", then as spoken progress: show it once.
       onBotOutput: (data) => data.aggregated_by !== "word" && (data.spoken_status ?? "new") === "new"
         && say("bot", data.text),
-      onError: (message) => status(`Error: ${JSON.stringify(message.data ?? message)}`),
+      // A fatal error ends the call and says so; others (a retried vendor, a skipped frame) are logged only.
+      onError: (message) => {
+        const data = message.data ?? message;
+        window.roomLog.push({ event: "error", data, at: performance.now() });
+        if (data.fatal) status(`Error: ${data.message ?? data.error ?? "the call failed"}`);
+        else console.warn("room: non-fatal error", data);
+      },
     },
   });
   const started = await fetch("/start", {
