@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from engines.script_memory import Known, known_from_prompt, stated_facts, summary_of, topics
 from engines.tokenizer import count_tokens
 
 SCRIPT_MODEL = "callmeback-offline-script"
@@ -42,6 +43,8 @@ _ASK_NAME = re.compile(r"\b(your name|who are you|who is this|who's this|who am 
 _GIVE_NAME = re.compile(r"\b(?:my name is|my name's|call me)\s+([A-Za-z][A-Za-z'-]+)", re.IGNORECASE)
 # "I'm fine" is not a name: after these, only a capitalised word is taken as one (transcripts capitalise names).
 _MAYBE_NAME = re.compile(r"\b(?:[Ii] am|[Ii]'m|[Tt]his is|[Ii]t's)\s+([A-Z][a-z'-]+)\b")
+_REMEMBER = re.compile(r"\b(do|did) you (still )?remember\b|\bremember (me|my|what|when|the)\b")
+_MY_NAME = re.compile(r"\b(what's|what is|whats) my name\b|\bwho am i\b|\bknow my name\b")
 _GREETING = re.compile(r"^\W*(hi|hello|hey|hiya|howdy|yo|good (morning|afternoon|evening))\b")
 _FEEL_GOOD = re.compile(r"\b(good|great|fine|well|okay|ok|not bad|awesome|fantastic|wonderful)\b")
 _FEEL_BAD = re.compile(r"\b(bad|sad|tired|awful|terrible|not great|not good|stressed|sick|rough)\b")
@@ -71,8 +74,9 @@ class PersonaScript:
     name: str | None = None
 
     def reply(self, messages: list[dict[str, Any]]) -> str:
-        system = " ".join(_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
+        system = "\n".join(_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
         name = self.name or persona_name_from_prompt(system)
+        known = known_from_prompt(system)
         users = [_text(m.get("content")).strip() for m in messages if m.get("role") == "user"]
         users = [u for u in users if u]
         if not users:
@@ -82,15 +86,24 @@ class PersonaScript:
         if _ABOUT_ME.search(lower):
             return DEMO_ANSWER.format(name=name)
         if _BYE.search(lower):
-            return "It was lovely talking to you. Bye for now!"
+            return f"It was lovely talking to you{', ' + known.name if known.name else ''}. Bye for now!"
+        if _REMEMBER.search(lower) or _MY_NAME.search(lower):
+            return _recall(known, lower)
         if _ASK_NAME.search(lower):
+            if known.name:
+                return f"It's me, {name}! Good to hear you, {known.name}."
             return f"I'm {name}. And what's your name?"
         given = _GIVE_NAME.search(said) or _MAYBE_NAME.search(said)
         if given and given.group(1).lower() not in _NOT_NAMES:
-            return f"Nice to meet you, {given.group(1).capitalize()}! I'm {name}. What would you like to talk about?"
+            caller = given.group(1).capitalize()
+            if known.name and known.name.lower() == caller.lower():
+                return f"Of course I know you, {caller}! What's new since we last talked?"
+            return f"Nice to meet you, {caller}! I'm {name}. What would you like to talk about?"
         if _HOW_ARE_YOU.search(lower):
             return "I'm doing great, thanks for asking! How about you?"
         if _GREETING.search(lower):
+            if known.name or known.last_calls:
+                return _welcome_back(known)
             return f"Hey, {name} here! Good to hear from you. How's your day going?"
         short = len(lower.split()) <= 6
         if short and _FEEL_BAD.search(lower):
@@ -107,22 +120,57 @@ class PersonaScript:
 
 
 def memory_update(messages: list[dict[str, Any]]) -> str:
-    """The post-call memory extraction, scripted: the caller's name if they gave it, and a summary.
+    """The post-call memory extraction, scripted as a model would answer: the facts the caller plainly
+    stated (name, job, home, pets, likes) as new or changed facts, and a summary with its topics.
 
-    The extraction request carries the transcript as "user: ..." lines in its last message.
+    The extraction request carries the current memory ("- category/key: value" lines) and the
+    transcript ("user: ..." lines) in its last message.
     """
-    transcript = _text(messages[-1].get("content")) if messages else ""
-    said = [line[len("user: "):] for line in transcript.splitlines() if line.startswith("user: ")]
-    facts = []
-    for line in said:
-        given = _GIVE_NAME.search(line)
-        if given:
-            facts.append({"category": "user_facts", "key": "name", "value": given.group(1).capitalize()})
-            break
-    first = " ".join(said[0].split()[:12]) if said else "nothing much"
-    return json.dumps({"facts_to_add": facts, "facts_to_update": [], "facts_to_remove": [],
-                       "summary": f"A short chat (offline demo script). It began with: {first}",
-                       "key_topics": [], "outcome": "ended", "storylines": []})
+    content = _text(messages[-1].get("content")) if messages else ""
+    current = dict(re.findall(r"^- (\w+/\w+): (.+)$", content, re.MULTILINE))
+    said = [line[len("user: "):] for line in content.splitlines() if line.startswith("user: ")]
+    new, changed = [], []
+    for fact in stated_facts(said):
+        held = current.get(f"{fact['category']}/{fact['key']}")
+        if held is None:
+            new.append(fact)
+        elif held.lower() != fact["value"].lower():
+            changed.append(fact)
+    found = topics(said)
+    return json.dumps({"facts_to_add": new, "facts_to_update": changed, "facts_to_remove": [],
+                       "summary": summary_of(said, new + changed), "key_topics": found, "outcome": "ended warmly",
+                       "storylines": []})
+
+
+def _welcome_back(known: Known) -> str:
+    hello = f"Hey {known.name}, great to hear from you again!" if known.name else "Hey, great to hear from you again!"
+    if known.storylines:
+        return f"{hello} How's it going with {known.storylines[0].lower()}?"
+    if known.last_topics:
+        return f"{hello} Last time we talked about {_and(known.last_topics[:2])}. How has that been?"
+    return f"{hello} What's new?"
+
+
+def _recall(known: Known, lower: str) -> str:
+    """ "Do you remember ...?": answered from what the prompt says the persona knows."""
+    if _MY_NAME.search(lower) or "name" in lower:
+        if known.name:
+            return f"Of course! You're {known.name}."
+        return "I don't think you've told me your name yet. What is it?"
+    words = set(re.findall(r"[a-z']+", lower))
+    for key, value in known.facts.items():
+        if value.lower() in lower or words & (set(key.split()) - {"name", "the", "my"}):
+            what = f"{key[:-5]}'s name" if key.endswith(" name") else key
+            return f"Yes, I remember: your {what} is {value}."
+    if known.last_topics:
+        return f"I remember we talked about {_and(known.last_topics[:3])} last time."
+    if known.last_calls:
+        return f"I remember our last call: {known.last_calls[0]}"
+    return "I'm not sure we've talked about that yet. Tell me?"
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def prompt_tokens(messages: list[dict[str, Any]]) -> int:

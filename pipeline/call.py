@@ -105,8 +105,8 @@ async def run_call(
 
     @transport.event_handler("on_client_connected")
     async def _connected(_transport: object, _client: object) -> None:
-        if session.persona.greeting:
-            await worker.queue_frame(TTSSpeakFrame(session.persona.greeting))
+        if session.persona.greeting:  # by name, to a caller the persona remembers
+            await worker.queue_frame(TTSSpeakFrame(session.prompt.greeting(session.persona.greeting)))
 
     @transport.event_handler("on_client_disconnected")
     async def _disconnected(_transport: object, _client: object) -> None:

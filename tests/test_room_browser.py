@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's ch
 
 def _browser_wav(tmp_path: Path, source: Path) -> Path:
     """Chromium's fake microphone wants 16-bit PCM; pad with silence so the persona has time to answer."""
-    path = tmp_path / "mic.wav"
+    path = tmp_path / f"mic-{source.stem}.wav"
     subprocess.run(["sox", str(source), "-r", "48000", "-c", "1", "-b", "16", str(path),
                     "pad", "1", "20"], check=True)
     return path
@@ -155,3 +155,60 @@ async def test_say_hello_appears_only_once_the_greeting_has_started(tmp_path):
     spoke = [e["at"] for e in log if e["event"] == "bot-started-speaking"]
     hello = next(e["at"] for e in log if e["event"] == "status" and e["text"] == "Connected: say hello")
     assert spoke and spoke[0] <= hello  # the greeting had begun: what the caller says now is heard
+
+
+def _spoken(tmp_path: Path, name: str, text: str) -> Path:
+    """`text` said by the packaged Piper voice, as a microphone in the room would hear a caller."""
+    import wave
+
+    from pipeline.local_engines import shared_piper_voice
+
+    voice = shared_piper_voice()
+    path = tmp_path / f"{name}.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(voice.config.sample_rate)
+        for chunk in voice.synthesize(text):
+            out.writeframes(chunk.audio_int16_bytes)
+    return path
+
+
+async def _room_call(playwright, rig, microphone: Path, until: str, timeout: float = 60_000) -> str:
+    """One call in the room with no keys; returns the persona's words once `until` is among them."""
+    browser = await _launch(playwright, microphone)
+    page = await browser.new_page()
+    await page.goto(f"{rig.server.http_url}/room/")
+    await page.select_option("#persona", "brad")
+    await page.click("#connect")
+    await page.wait_for_function(
+        "(words) => [...document.querySelectorAll('.turn.bot')].some(t => t.innerText.toLowerCase()"
+        ".includes(words))", arg=until.lower(), timeout=timeout)
+    said = " ".join(await page.locator(".turn.bot").all_inner_texts())
+    await page.click("#hangup")
+    await browser.close()
+    return said
+
+
+async def test_with_no_keys_the_second_call_knows_the_name_and_the_topic_of_the_first(tmp_path):
+    """The embedded default end to end: Whisper hears the caller, the offline script answers from the
+    composite prompt, its post-call extraction stores the name and topics, and call 2 uses them."""
+    import asyncio
+
+    from playwright.async_api import async_playwright
+
+    first = _browser_wav(tmp_path, _spoken(tmp_path, "first", "Hi Brad, my name is Sam. I just got back from "
+                                                               "a hiking trip."))
+    second = _browser_wav(tmp_path, _spoken(tmp_path, "second", "Do you remember what we talked about?"))
+    with RoomRig(tmp_path, [], [], vendors=False) as rig:
+        async with async_playwright() as p:
+            said = await _room_call(p, rig, first, "nice to meet you, sam")
+            for _ in range(100):  # the first call's memories are written after it ends
+                names = [f for f in (await rig.memory_snapshot()).facts.get("user_facts", []) if f.key == "name"]
+                if names:
+                    break
+                await asyncio.sleep(0.2)
+            assert names and names[0].value == "Sam", said
+            recalled = await _room_call(p, rig, second, "hiking")
+    assert "hey sam, it's brad" in recalled.lower()  # greeted by name
+    assert "we talked about hiking" in recalled.lower()  # and the last call's topic recalled

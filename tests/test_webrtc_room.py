@@ -40,6 +40,13 @@ class RoomRig:
         self.calls = CallStore(Database(self.settings.effective_database_url))
         return self
 
+    async def memory_snapshot(self, user_id: str = "demo", persona_id: str = "brad"):
+        """What the persona knows, read from the server's database by a reader of our own."""
+        from agent.memory.relationships import PersonaRelationshipManager
+        from storage.memory import MemoryStore
+
+        return await PersonaRelationshipManager(MemoryStore(self.calls.db)).snapshot(user_id, persona_id)
+
     def __exit__(self, *exc):
         self._stack.close()
 

@@ -12,6 +12,8 @@ relationship prompt. The core persona is never cut.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 
 from agent.accounts.personas import Persona
@@ -23,6 +25,7 @@ FACT_TRIM_ORDER = [
     FactCategory.INSIDE_JOKES, FactCategory.PREFERENCES, FactCategory.RELATIONSHIP_FACTS,
     FactCategory.USER_FACTS, FactCategory.IMPORTANT_MEMORIES,
 ]
+_SALUTATION = re.compile(r"^(\W*(?:well )?(?:hey|hi|hello)(?: there)?)([,!.])", re.IGNORECASE)
 _FACT_HEADINGS = {
     FactCategory.IMPORTANT_MEMORIES: "Important memories",
     FactCategory.USER_FACTS: "About them",
@@ -39,6 +42,14 @@ class CompositePrompt:
     token_count: int
     token_budget: int
     trimmed: dict[str, int] = field(default_factory=dict)  # what was left out, by tier
+    caller_name: str | None = None  # what the caller told the persona to call them, if it remembers
+
+    def greeting(self, greeting: str) -> str:
+        """The persona's greeting, to a caller it knows by name: "Hey Sam, it's Brad! ..."."""
+        if not greeting or not self.caller_name:
+            return greeting
+        named, hit = _SALUTATION.subn(lambda m: f"{m.group(1)} {self.caller_name}{m.group(2)}", greeting, count=1)
+        return named if hit else f"{self.caller_name}! {greeting}"
 
 
 @dataclass
@@ -123,7 +134,16 @@ def compose_prompt(persona: Persona, memory: MemorySnapshot | None, *, user_name
         trimmed[line.tier] = trimmed.get(line.tier, 0) + 1
         parts, prompt = render()
         tokens = count_tokens(prompt)
-    return CompositePrompt(parts, prompt, tokens, token_budget, trimmed)
+    return CompositePrompt(parts, prompt, tokens, token_budget, trimmed, caller_name=_caller_name(memory))
+
+
+def _caller_name(memory: MemorySnapshot | None) -> str | None:
+    if memory is None:
+        return None
+    for fact in memory.facts.get(FactCategory.USER_FACTS.value, []):
+        if fact.key in ("name", "preferred_name", "nickname"):
+            return fact.value
+    return None
 
 
 def _render(core: str, who: str, lines: list[_Line]) -> tuple[dict[str, str], str]:
