@@ -36,6 +36,7 @@ from processors.metering import UsageMeter
 from processors.spend_gate import LLMSpendGate, TTSSpendGate
 from processors.transcript import record_transcript
 
+TURN_STOP_TIMEOUT_LOG = "the caller's turn ended on Pipecat's stop timeout"
 MAX_TOKENS = 300  # a spoken reply's most tokens; the spend gate lowers it as the budget runs out
 
 
@@ -111,6 +112,10 @@ async def run_call(
     @transport.event_handler("on_client_disconnected")
     async def _disconnected(_transport: object, _client: object) -> None:
         await worker.cancel(reason="caller hung up")
+
+    @user_aggregator.event_handler("on_user_turn_stop_timeout")
+    async def _turn_timed_out(_aggregator: object) -> None:  # neither smart-turn nor the transcript decided
+        logger.info(f"call {session.call_id}: {TURN_STOP_TIMEOUT_LOG}")
 
     @worker.event_handler("on_pipeline_error")
     async def _error(_worker: object, error: object) -> None:

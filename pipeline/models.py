@@ -32,9 +32,10 @@ from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnal
 from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams
 from pipecat.processors.aggregators.llm_response_universal import LLMUserAggregatorParams
-from pipecat.turns.user_stop import TurnAnalyzerUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.utils.env import env_truthy
+
+from pipeline.turns import TranscriptAwareTurnStop
 
 _lock = threading.Lock()
 _sessions: dict[str, onnxruntime.InferenceSession] = {}
@@ -113,7 +114,8 @@ class SharedSmartTurnAnalyzer(LocalSmartTurnAnalyzerV3):
 
 
 def user_turn_params(**overrides: object) -> LLMUserAggregatorParams:
-    """The user aggregator's parameters: Pipecat's default turn strategies, on the shared models."""
-    stop = [TurnAnalyzerUserTurnStopStrategy(turn_analyzer=SharedSmartTurnAnalyzer())]
+    """The user aggregator's parameters: Pipecat's default turn strategies on the shared models, with
+    smart-turn's "incomplete" overruled by a final transcript that sounds finished (pipeline/turns.py)."""
+    stop = [TranscriptAwareTurnStop(turn_analyzer=SharedSmartTurnAnalyzer())]
     return LLMUserAggregatorParams(vad_analyzer=SharedSileroVADAnalyzer(),
                                    user_turn_strategies=UserTurnStrategies(stop=stop), **overrides)
