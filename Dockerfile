@@ -1,6 +1,7 @@
 # Call Me Back server image: locked dependencies, non-root, with a health check.
-#   docker build -t callmeback .
-#   docker run --env-file .env -e DATABASE_URL=postgresql://user:pass@db:5432/callmeback -p 7860:7860 callmeback
+#   docker compose up --build        (with PostgreSQL: compose.yaml)
+#   docker build -t callmeback . && docker run --env-file .env -p 7860:7860 -v callmeback-data:/data callmeback
+# The room needs ADMIN_TOKEN (printed at start-up if unset) and UDP for WebRTC: see the README's Docker section.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \

@@ -9,6 +9,7 @@ wires them to one process's runtime. Run it with `make run` (or
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from contextlib import asynccontextmanager, suppress
 from typing import AsyncIterator
@@ -98,6 +99,7 @@ def main() -> None:
         print(f"Local engines could not be prepared: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     logger.info(f"engines: {in_use}")
+    _share_generated_secrets(settings)
     if settings.workers == 1:
         uvicorn.run(create_worker_app(settings), host=settings.host, port=settings.port, log_level="info")
     else:  # each process builds its own app, runtime and models from the same environment
@@ -112,6 +114,18 @@ def create_worker_app(settings: Settings | None = None) -> FastAPI:
         _log_to_stderr(settings)
     prepare_local_engines(settings)
     return create_app(settings)
+
+
+def _share_generated_secrets(settings: Settings) -> None:
+    """A local server with no JWT_SECRET or ADMIN_TOKEN generates them: hand them to every worker
+    process (through the environment they inherit), or a token one worker signed fails at another;
+    and say the operator token, which the room asks for when it is not reached from this machine."""
+    settings.memory_hash_key_bytes()  # made once here, not raced by the workers
+    generated = {name: value for name, value in (("JWT_SECRET", settings.jwt_secret),
+                                                 ("ADMIN_TOKEN", settings.admin_token)) if not os.environ.get(name)}
+    os.environ.update(generated)
+    if "ADMIN_TOKEN" in generated:
+        logger.warning(f"ADMIN_TOKEN is not set; this run's operator token is {settings.admin_token}")
 
 
 def _log_to_stderr(settings: Settings) -> None:
