@@ -212,3 +212,23 @@ async def test_with_no_keys_the_second_call_knows_the_name_and_the_topic_of_the_
             recalled = await _room_call(p, rig, second, "hiking")
     assert "hey sam, it's brad" in recalled.lower()  # greeted by name
     assert "we talked about hiking" in recalled.lower()  # and the last call's topic recalled
+
+
+async def test_the_budget_page_says_what_is_wrong_in_words(tmp_path):
+    from playwright.async_api import async_playwright
+
+    with RoomRig(tmp_path, [], []) as rig:
+        async with async_playwright() as p:
+            browser = await _launch(p, _browser_wav(tmp_path, DATA / "hello.wav"))
+            page = await browser.new_page()
+            await page.goto(f"{rig.server.http_url}/room/budget.html")
+            await page.wait_for_function("document.querySelector('input[name=daily_limit_usd]').value !== ''",
+                                         timeout=10_000)  # signed in and loaded
+            await page.fill("input[name=per_call_limit_usd]", "0.40")
+            await page.click("#budget button")
+            await page.wait_for_function("document.getElementById('saved').textContent !== ''", timeout=10_000)
+            said = await page.inner_text("#saved")
+            links = await page.locator("nav a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+            await browser.close()
+    assert said.startswith("Not saved: per_call_limit_usd:") and "{" not in said and "$0.50" in said
+    assert "/docs" in links

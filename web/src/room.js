@@ -1,7 +1,7 @@
 // The test room: talk to a persona over Pipecat's SmallWebRTC transport and watch the call's books.
 import { PipecatClient } from "@pipecat-ai/client-js";
 import { SmallWebRTCTransport, WavMediaManager } from "@pipecat-ai/small-webrtc-transport";
-import { api, bars, roomConfig, signIn, SERVICE_COLOURS, usd } from "../static/common.js";
+import { api, bars, readable, roomConfig, signIn, SERVICE_COLOURS, usd } from "../static/common.js";
 
 const $ = (id) => document.getElementById(id);
 let client = null;
@@ -14,6 +14,7 @@ function say(role, text) {
   const last = $("transcript").lastElementChild;
   if (role === "bot" && last?.classList.contains("bot")) {
     last.textContent += ` ${text}`; // the persona's sentences of one turn share a bubble
+    $("transcript").scrollTop = $("transcript").scrollHeight; // a growing bubble stays in view
     return;
   }
   const line = document.createElement("div");
@@ -22,6 +23,8 @@ function say(role, text) {
   $("transcript").append(line);
   $("transcript").scrollTop = $("transcript").scrollHeight;
 }
+
+const LIMIT_NAMES = { per_call: "per-call", daily: "daily", monthly: "monthly" };
 
 // What happened when, for whoever debugs the room (and for its browser tests).
 window.roomLog = [];
@@ -47,7 +50,7 @@ async function showCost() {
   if (!callId) return;
   const cost = await api(`/calls/${callId}/cost`);
   $("total").textContent = usd(cost.total_usd);
-  $("limit").textContent = `of ${usd(cost.limit_usd)} (${cost.limit_kind ?? "call"} limit)`;
+  $("limit").textContent = `of ${usd(cost.limit_usd)} (${LIMIT_NAMES[cost.limit_kind] ?? "per-call"} limit)`;
   const pct = Math.min(cost.used_pct, 100);
   $("budget-fill").style.width = `${pct}%`;
   const threshold = config.budget.warning_threshold_pct;
@@ -162,7 +165,7 @@ async function connect() {
   });
   const session = await started.json();
   if (!started.ok) {
-    status(`Could not start: ${JSON.stringify(session.detail ?? session)}`);
+    status(`Could not start: ${readable(session)}`);
     $("connect").disabled = false;
     return;
   }

@@ -45,11 +45,26 @@ export async function api(path, options = {}) {
   });
   if (response.status === 204) return null;
   const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.detail ? JSON.stringify(body.detail) : `HTTP ${response.status}`);
+  if (!response.ok) throw new Error(readable(body) || `HTTP ${response.status}`);
   return body;
 }
 
-export const usd = (value) => `$${Number(value).toFixed(Number(value) < 1 ? 4 : 2)}`;
+/** An API error as a sentence: FastAPI's validation list ("limit: must be at least $0.50"), or its message. */
+export function readable(body) {
+  const detail = body?.detail ?? body?.message ?? body;
+  if (Array.isArray(detail)) {
+    return detail.map((e) => `${(e.loc ?? []).filter((p) => p !== "body").join(".") || "request"}: ${e.msg}`)
+      .join("; ");
+  }
+  if (detail && typeof detail === "object") return detail.message ?? detail.error ?? JSON.stringify(detail);
+  return detail ? String(detail) : "";
+}
+
+/** Dollars and cents; amounts under a cent keep enough digits to be seen. */
+export const usd = (value) => {
+  const n = Number(value);
+  return `$${n.toFixed(n !== 0 && Math.abs(n) < 0.01 ? 4 : 2)}`;
+};
 
 export const SERVICE_COLOURS = {
   twilio: "#e4572e", stt: "#17bebb", llm: "#7768ae", tts: "#ffc914", memory: "#76b041", stripe_fee: "#9aa5b1",
