@@ -9,7 +9,6 @@ wires them to one process's runtime. Run it with `make run` (or
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from contextlib import asynccontextmanager, suppress
 from typing import AsyncIterator
@@ -47,8 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.lifecycle = CallLifecycle(runtime)
         app.state.twilio = Twilio(settings)
         app.state.room = WebRTCRoom(app.state.lifecycle, settings)
-        loops = [asyncio.create_task(_reconcile_forever(Reconciler(app.state.lifecycle),
-                                                        settings.reconcile_interval_secs)),
+        loops = [asyncio.create_task(Reconciler(app.state.lifecycle).run_forever(settings.reconcile_interval_secs)),
                  asyncio.create_task(OwnershipKeeper(app.state.lifecycle).run_forever())]
         try:
             yield
@@ -74,18 +72,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def _reconcile_forever(reconciler: Reconciler, every: float = 60.0) -> None:
-    """At start-up and then every RECONCILE_INTERVAL_SECS: finish what dead or stalled workers left."""
-    while True:
-        try:
-            done = await reconciler.run_once()
-            if done:
-                logger.info(f"reconciled {len(done)} abandoned call(s)")
-        except Exception as exc:
-            logger.error(f"reconciliation failed: {exc!r}")
-        await asyncio.sleep(every)
-
-
 def main() -> None:
     try:
         settings = load_settings()
@@ -99,7 +85,8 @@ def main() -> None:
         print(f"Local engines could not be prepared: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     logger.info(f"engines: {in_use}")
-    _share_generated_secrets(settings)
+    if "ADMIN_TOKEN" in settings.share_generated_secrets():  # the room asks for it when not reached locally
+        logger.warning(f"ADMIN_TOKEN is not set; this run's operator token is {settings.admin_token}")
     if settings.workers == 1:
         uvicorn.run(create_worker_app(settings), host=settings.host, port=settings.port, log_level="info")
     else:  # each process builds its own app, runtime and models from the same environment
@@ -114,18 +101,6 @@ def create_worker_app(settings: Settings | None = None) -> FastAPI:
         _log_to_stderr(settings)
     prepare_local_engines(settings)
     return create_app(settings)
-
-
-def _share_generated_secrets(settings: Settings) -> None:
-    """A local server with no JWT_SECRET or ADMIN_TOKEN generates them: hand them to every worker
-    process (through the environment they inherit), or a token one worker signed fails at another;
-    and say the operator token, which the room asks for when it is not reached from this machine."""
-    settings.memory_hash_key_bytes()  # made once here, not raced by the workers
-    generated = {name: value for name, value in (("JWT_SECRET", settings.jwt_secret),
-                                                 ("ADMIN_TOKEN", settings.admin_token)) if not os.environ.get(name)}
-    os.environ.update(generated)
-    if "ADMIN_TOKEN" in generated:
-        logger.warning(f"ADMIN_TOKEN is not set; this run's operator token is {settings.admin_token}")
 
 
 def _log_to_stderr(settings: Settings) -> None:

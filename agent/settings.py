@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -141,6 +142,16 @@ class Settings(BaseSettings):
         if not self.admin_token:
             self.admin_token = secrets.token_urlsafe(24)
         return self
+
+    def share_generated_secrets(self) -> list[str]:
+        """The secrets generated for a local server (no JWT_SECRET or ADMIN_TOKEN set), put in the
+        environment the server's worker processes inherit, or a token one worker signed would fail at
+        another; and the memory hash key made now, not raced by the workers. Returns the names shared."""
+        self.memory_hash_key_bytes()
+        generated = {name: value for name, value in (("JWT_SECRET", self.jwt_secret), ("ADMIN_TOKEN", self.admin_token))
+                     if not os.environ.get(name)}
+        os.environ.update(generated)
+        return list(generated)
 
     def memory_hash_key_bytes(self) -> bytes:
         if self.memory_hash_key:

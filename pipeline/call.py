@@ -121,6 +121,8 @@ async def run_call(
     async def _error(_worker: object, error: object) -> None:
         logger.warning(f"call {session.call_id}: pipeline error {error}")
 
+    if session.end_requested:  # ended (by an operator) while its services were being built: do not start
+        return CallOutcome(session.end_requested, guard, services)
     runner = WorkerRunner(handle_sigint=False)
     await runner.add_workers(worker)
     await runner.run()

@@ -25,6 +25,7 @@ from agent.books.billing import Billing, PaymentError
 from agent.books.budgets import BudgetMonitor, CallAllowance, LimitKind
 from agent.books.costs import CallCostTracker, FinalBreakdown, Service, Source
 from agent.calls.extraction_budget import within_call_budget
+from agent.calls.latest_wins import LatestWins
 from agent.calls.payments import CallPayments
 from agent.calls.session import CallSession, FencedSink
 from agent.errors import Conflict
@@ -123,8 +124,9 @@ class CallLifecycle:
             session.memory_tool = InCallMemory(self.rt.memory, user, persona, call_id, utcnow(), session.transcript,
                                                self.rt.settings.prompt_token_budget, budget.memory_token_limit,
                                                ledger=tracker)
-        session.transcript.on_turn = lambda transcript: self.in_background(
-            self.rt.calls.update_live(fence, transcript=transcript.as_rows()))
+        saver = LatestWins(lambda: self.rt.calls.update_live(fence, transcript=session.transcript.as_rows()),
+                           f"call {call_id}'s transcript")
+        session.transcript.on_turn = lambda _transcript: saver.changed()
         return session
 
     async def _abandon_start(self, call_id: str, fence: Fence) -> None:
@@ -156,7 +158,12 @@ class CallLifecycle:
         """Small writes that must not hold up the audio path (a task kept until done)."""
         task = asyncio.ensure_future(work)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # read, so it is never "never retrieved"
+            logger.warning(f"a background write failed: {task.exception()!r}")
 
     async def _prompt_in_time(self, user: dict, persona: Persona, token_limit: int | None
                               ) -> tuple[CompositePrompt, bool]:

@@ -12,6 +12,7 @@ PostgreSQL and holds no lock while the work (a Stripe or LLM call) runs.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 from loguru import logger
@@ -29,6 +30,17 @@ class Reconciler:
     def __init__(self, lifecycle: CallLifecycle) -> None:
         self.lifecycle = lifecycle
         self.rt = lifecycle.rt
+
+    async def run_forever(self, every: float = 60.0) -> None:
+        """At start-up and then every RECONCILE_INTERVAL_SECS: finish what dead or stalled workers left."""
+        while True:
+            try:
+                done = await self.run_once()
+                if done:
+                    logger.info(f"reconciled {len(done)} abandoned call(s)")
+            except Exception as exc:
+                logger.error(f"reconciliation failed: {exc!r}")
+            await asyncio.sleep(every)
 
     async def run_once(self, *, stale_after: dt.timedelta | None = None) -> list[str]:
         """One pass over everything owed. Returns the ids of the abandoned calls it finalised."""
