@@ -1,6 +1,8 @@
 """Two gates that ask the call's `SpendPlanner` before money is spent, not after.
 
-- `LLMSpendGate` (before the LLM): first keeps the conversation within its
+- `LLMSpendGate` (right after the user aggregator): stops the caller's raw
+  audio, which nothing downstream uses (a hop saved per frame for every later
+  processor); keeps the conversation within its
   token budget (`ConversationWindow`: the prompt per turn stays flat on a
   long call), then prices each request's prompt and caps its
   `max_completion_tokens` at what the remaining budget can pay for (the reply's
@@ -22,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from loguru import logger
 from pipecat.frames.frames import (
     Frame,
+    InputAudioRawFrame,
     InterruptionFrame,
     LLMContextFrame,
     LLMFullResponseEndFrame,
@@ -55,6 +58,10 @@ class LLMSpendGate(FrameProcessor):
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
+        if isinstance(frame, InputAudioRawFrame):
+            # The caller's raw audio has done its work by here (STT, VAD, smart-turn are before us) and
+            # nothing after needs it: stopping it saves every later processor a hop every 20 ms.
+            return
         if isinstance(frame, LLMContextFrame) and direction == FrameDirection.DOWNSTREAM:
             if self.window is not None and (kept := self.window.fit(frame.context.get_messages())) is not None:
                 frame.context.set_messages(kept)
