@@ -8,6 +8,12 @@ real time, real-time playback of what it hears), plus what the bench needs:
   per received chunk instead of re-scanning the whole playback;
 - how late its own frames left (its sender can lag when the machine is busy,
   and that must not be blamed on the server);
+- how often its playback runs dry inside persona speech, as a caller hears it:
+  each received chunk that carries speech and continues a reply (it arrives
+  less than `NEW_REPLY_GAP` after the queued audio ran out) is late by how long
+  the queue had been empty (`heard_lateness`). This is the server-side probe's
+  outbound measure taken at the far end, after the socket and the caller's own
+  event loop; silence padding after a reply is not counted (nobody hears it);
 - a conversation loop: wait for the greeting, then say a sentence, wait for the
   reply to be heard out, pause, and again, recording each turn's latency
   (caller's last voiced frame → persona's first audio heard).
@@ -32,6 +38,7 @@ VOICED_RMS = 500.0  # the Deepgram fake's own speech threshold
 HEARD_RMS = 300.0  # the caller's threshold for persona speech
 NEW_SPEECH_GAP = 0.3  # quiet longer than this separates two utterances
 REPLY_TIMEOUT = 10.0
+NEW_REPLY_GAP = 0.5  # the probe's rule: a longer gap starts a reply (turn latency, not lateness)
 
 
 @dataclass(frozen=True)
@@ -65,17 +72,21 @@ class CallRecord:
     greeting_heard: float | None = None
     turns: list[tuple[float, float]] = field(default_factory=list)  # (heard at, latency s)
     missed_turns: int = 0
+    turns_done: int = 0  # turns whose reply has been heard out (or talked over): a call past its first turn
     overlapped_turns: int = 0
     error: str | None = None
 
 
 class BenchCaller(TwilioCaller):
-    def __init__(self, *args: Any, send_lateness: list[tuple[float, float]], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, send_lateness: list[tuple[float, float]],
+                 heard_lateness: list[tuple[float, float, float, int]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._send_lateness = send_lateness
+        self._heard_lateness = heard_lateness  # (arrived at, s dry, chunk s, id(caller))
         self._best_phase = float("inf")
         self.onsets: list[float] = []  # play times at which the persona started speaking
         self.loud_until = 0.0  # play time at which the last loud audio heard so far ends
+        self.speech_arrived_at = 0.0  # when the last chunk carrying persona speech arrived
         self._onset = asyncio.Event()
 
     async def _send(self, msg: dict[str, Any]) -> None:
@@ -87,7 +98,8 @@ class BenchCaller(TwilioCaller):
         await super()._send(msg)
 
     def _on_message(self, raw: str | bytes) -> None:
-        before = len(self._playback)
+        arrived, before = time.monotonic(), len(self._playback)
+        queued_until = self._playback[-1].end if self._playback else None
         super()._on_message(raw)
         if len(self._playback) == before:
             return
@@ -95,6 +107,10 @@ class BenchCaller(TwilioCaller):
         loud = np.flatnonzero(played.window_rms() >= HEARD_RMS)
         if not len(loud):
             return
+        self.speech_arrived_at = arrived
+        if queued_until is not None and arrived - queued_until < NEW_REPLY_GAP:
+            self._heard_lateness.append((arrived, max(0.0, arrived - queued_until), played.end - played.start,
+                                        id(self)))
         onset = played.start + int(loud[0]) * FRAME_SECONDS
         if onset - self.loud_until > NEW_SPEECH_GAP:
             self.onsets.append(onset)
@@ -143,6 +159,7 @@ async def converse(caller: BenchCaller, record: CallRecord, utterances: list[Utt
                 # thing on a phone line, but not a clean turn to time.
                 record.overlapped_turns += 1
                 await caller.heard_out(quiet=1.5)
+                record.turns_done += 1
             else:
                 onset = await caller.next_onset(heard_so_far, REPLY_TIMEOUT)
                 if onset is None:
@@ -150,6 +167,7 @@ async def converse(caller: BenchCaller, record: CallRecord, utterances: list[Utt
                 else:
                     record.turns.append((onset, onset - last_voice))
                     await caller.heard_out()
+                    record.turns_done += 1
             await asyncio.sleep(rng.uniform(0.3, 0.8))
     except asyncio.CancelledError:
         raise

@@ -1,81 +1,94 @@
-"""Concurrent real-time calls against one server process, stepped until audio falls behind.
+"""One load level: N live real-time calls on one kind of server, measured, then disturbed, then hung up.
 
-Calls are added step by step and kept talking (no teardown between steps), so
-each step measures N live conversations. After the new calls have connected
-and settled, a window of `window` seconds is measured:
+A level runs on its own (the other kind of server idles), from no calls to none:
 
-- server CPU time and RSS from /proc (CPU ms per call-second; RSS over the
-  idle baseline per live call);
-- frame lateness both ways, from the server's `LatenessProbe`, and the event
-  loop's lag;
-- turn latencies heard by the callers, and how late the callers' own frames
-  left (the load generator's health: if it lags, the step says so).
+1. dial N calls, `spacing` apart (round-robin over the servers, as a load balancer would);
+2. once all have heard their greeting, a steady window of `window` seconds: server CPU,
+   frame lateness at the server (inbound, outbound) and at the callers (heard: playback
+   running dry inside persona speech), event-loop lag, turn latencies;
+3. once every call has completed a full turn (greeting, a sentence, the reply heard out),
+   the servers' RSS over their idle baseline, per live call: memory actually held by a
+   call in conversation, not by one still starting;
+4. optionally a burst: `burst` new calls at once while the N talk (`bench.disturb`);
+5. churn: a quarter of the calls hang up (stop, close, signed status callback) and are
+   replaced by new ones a few seconds later (`bench.disturb`);
+6. hang up everything, wait for the servers to go quiet, and count error lines in their logs.
 
-A step fails when the p99 lateness of inbound or outbound frames reaches
-`LATE_LIMIT`, or a call breaks (no greeting, an error, missed replies). A
-window that fails on lateness alone is measured once more, and the step fails
-only if the second window fails too: one stray full garbage collection or a
-burst of other work on the machine should not decide the capacity.
+The level passes when the p99 lateness of the callers' frames reaching the server
+(inbound) and of the persona's speech reaching the callers (heard) stay below
+`LATE_LIMIT`, and no call broke or was refused. A window failing on lateness alone
+is measured once more and the level fails only if that one fails too: a single
+garbage collection or a burst of other work on the shared machine should not decide
+capacity. Bursts and churn are measured in phases of their own so that they are
+reported, not folded into capacity (one slow call start would otherwise decide it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import re
 import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from twilio.request_validator import RequestValidator
 
-from bench.caller import UTTERANCES_NAMES, BenchCaller, CallRecord, Utterance, converse
-from bench.fakes_proc import ACCOUNT_SID, AUTH_TOKEN
-from bench.procs import cpu_seconds, machine_busy_seconds, rss_bytes
-from bench.server_proc import caller_phone
-from bench.stats import percentile
+from bench.disturb import burst_phase, churn_phase
+from bench.measure import CpuMark, LogScan, heard_stats, ms, probe
+from bench.procs import cpu_seconds, rss_bytes
+from bench.session import Session
 
 LATE_LIMIT = 0.040
-BRAD_PHONE = "+15555550001"
-_CALL_SIDS = itertools.count(1)
+QUIET_CORE_PCT = 10.0  # servers under this share of a core: the books of the calls just ended are closed
 
 
 @dataclass
-class Server:
-    mode: str  # "ours" or "bare"
-    port: int
-    pid: int
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+class LevelPlan:
+    window: float  # seconds of the steady window
+    spacing: float  # seconds between two new calls
+    churn_fraction: float  # share of the calls replaced in the churn phase (0: none)
+    burst: int = 0  # new calls at once in the burst phase (0: none)
 
 
 @dataclass
 class Step:
-    calls: int
+    mode: str
+    servers: int
+    calls: int  # live in the window (fewer than `level` when some were refused)
     window_s: float
     cpu_s: float
     call_s: float
     cpu_ms_per_call_s: float
     cpu_pct_of_core: float
-    rss_mb: float
-    rss_mb_per_call: float
-    inbound_p50_ms: float
     inbound_p99_ms: float
-    outbound_p50_ms: float
     outbound_p99_ms: float
+    heard_p99_ms: float
+    heard_max_ms: float
+    underruns_per_min: float
     loop_lag_p99_ms: float
     caller_send_p99_ms: float
-    turn_latency_ms: list[float]
-    broken_calls: int
+    caller_loop_p99_ms: float
     frames_per_call_s: dict[str, float]
-    other_load_pct: float  # CPU used on this machine by anything but the bench's own processes
-    passed: bool
+    other_load_pct: float
+    bench_pct_of_core: float  # the fakes and the callers: on this machine they compete with the servers
+    broken_calls: int
+    level: int = 0  # the calls this level asked for
+    passed: bool = True
     why: str = ""
     first_try: str = ""  # why the first window failed, when a second one was measured
+    turn_latency_ms: list[float] = field(default_factory=list)  # every clean turn before the burst/churn
+    greeting_ms: list[float] = field(default_factory=list)  # call start (webhook / connect) → greeting heard
+    rss_mb: float = float("nan")
+    rss_mb_per_call: float = float("nan")
+    rss_after_turn: int = 0  # calls that had completed a full turn when RSS was read
+    rss_fresh: bool = False  # no larger level ran on these servers before (RSS is a high-water mark)
+    refused: int = 0  # in the whole level (the level's own calls, the burst's and the churn's)
+    refusals: list[str] = field(default_factory=list)  # why (the first few)
+    status_errors: int = 0
+    server_log: dict[str, Any] = field(default_factory=dict)
+    burst: dict[str, Any] | None = None
+    churn: dict[str, Any] | None = None
+    took_s: float = 0.0  # the whole level, dial to quiet
 
     def summary(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -83,191 +96,102 @@ class Step:
         data["turn_latency_p50_ms"] = statistics.median(self.turn_latency_ms) if self.turn_latency_ms else None
         return data
 
-
-@dataclass
-class LiveCall:
-    record: CallRecord
-    caller: BenchCaller
-    task: asyncio.Task
-    call_sid: str
-
-
-@dataclass
-class Ramp:
-    server: Server
-    own_pids: list[int]  # the bench's processes (fakes, this one): their CPU is not "other load"
-    utterances: list[Utterance] = field(default_factory=lambda: [Utterance.load(n) for n in UTTERANCES_NAMES])
-    calls: list[LiveCall] = field(default_factory=list)
-    send_lateness: list[tuple[float, float]] = field(default_factory=list)
-    setup_s: list[float] = field(default_factory=list)  # call start → greeting heard
-    webhook_s: list[float] = field(default_factory=list)  # ours: webhook round trip
-
-    async def _probe(self, client: httpx.AsyncClient, since: float) -> dict[str, Any]:
-        return (await client.get(f"{self.server.http_url}/_bench/probe", params={"since": since})).json()
-
-    async def _dial(self, client: httpx.AsyncClient, index: int) -> LiveCall:
-        call_sid = f"CA{next(_CALL_SIDS):032d}"
-        record = CallRecord(started=time.monotonic())
-        if self.server.mode == "ours":
-            url, params = self.server.http_url + "/twilio/voice", {
-                "CallSid": call_sid, "From": caller_phone(index), "To": BRAD_PHONE, "AccountSid": ACCOUNT_SID,
-                "CallStatus": "ringing"}
-            signature = RequestValidator(AUTH_TOKEN).compute_signature(url, params)
-            response = await client.post(url, data=params, headers={"X-Twilio-Signature": signature})
-            self.webhook_s.append(time.monotonic() - record.started)
-            stream = re.search(r'<Stream url="([^"]+)"', response.text)
-            call_id = re.search(r'<Parameter name="call_id" value="([^"]+)"', response.text)
-            if not (stream and call_id):
-                raise RuntimeError(f"webhook refused the call: {response.text[:200]}")
-            ws_url, custom = stream.group(1).replace("&amp;", "&"), {"call_id": call_id.group(1)}
-        else:
-            ws_url, custom = f"ws://127.0.0.1:{self.server.port}/bare/media", {}
-        caller = BenchCaller(ws_url, call_sid, ACCOUNT_SID, custom_parameters=custom,
-                             send_lateness=self.send_lateness)
-        await caller.connect()
-        record.connected = time.monotonic()
-        task = asyncio.get_running_loop().create_task(converse(caller, record, self.utterances, index))
-        return LiveCall(record, caller, task, call_sid)
-
-    async def add_calls(self, client: httpx.AsyncClient, total: int, spacing: float) -> None:
-        """Ring until `total` calls are live, `spacing` seconds apart (calls rarely start at once)."""
-        while len(self.calls) < total:
-            self.calls.append(await self._dial(client, len(self.calls)))
-            await asyncio.sleep(spacing)
-
-    async def measure(self, client: httpx.AsyncClient, window: float, rss_idle: int) -> Step:
-        n = len(self.calls)
-        counters_before = (await self._probe(client, time.monotonic()))["counters"]  # drops ramp-up samples
-        pids = [self.server.pid, *self.own_pids]
-        t0, cpu0, own0, busy0 = time.monotonic(), cpu_seconds(self.server.pid), _cpu(pids), machine_busy_seconds()
-        await asyncio.sleep(window)
-        t1, cpu1, own1, busy1 = time.monotonic(), cpu_seconds(self.server.pid), _cpu(pids), machine_busy_seconds()
-        rss = rss_bytes(self.server.pid)
-        probe = await self._probe(client, t0)
-        call_seconds = n * (t1 - t0)
-        turns = [lat for c in self.calls for at, lat in c.record.turns if t0 <= at < t1]
-        sends = [late for at, late in self.send_lateness if at >= t0]
-        self.send_lateness.clear()
-        frames = {k: (v - counters_before.get(k, 0)) / call_seconds for k, v in probe["counters"].items()}
-        inbound, outbound = probe["inbound"], probe["outbound"]
-        broken = self._broken()
-        step = Step(
-            calls=n, window_s=round(t1 - t0, 2), cpu_s=cpu1 - cpu0, call_s=call_seconds,
-            cpu_ms_per_call_s=1000 * (cpu1 - cpu0) / call_seconds,
-            cpu_pct_of_core=100 * (cpu1 - cpu0) / (t1 - t0),
-            rss_mb=rss / 2**20, rss_mb_per_call=(rss - rss_idle) / 2**20 / n,
-            inbound_p50_ms=1000 * percentile(inbound, 50), inbound_p99_ms=1000 * percentile(inbound, 99),
-            outbound_p50_ms=1000 * percentile(outbound, 50), outbound_p99_ms=1000 * percentile(outbound, 99),
-            loop_lag_p99_ms=1000 * percentile(probe["loop_lag"], 99),
-            caller_send_p99_ms=1000 * percentile(sends, 99),
-            turn_latency_ms=[1000 * t for t in turns], broken_calls=broken,
-            frames_per_call_s=frames, other_load_pct=max(0.0, 100 * ((busy1 - busy0) - (own1 - own0)) / (t1 - t0)),
-            passed=True,
-        )
-        reasons = []
-        if step.inbound_p99_ms >= LATE_LIMIT * 1000:
-            reasons.append(f"inbound p99 {step.inbound_p99_ms:.0f} ms")
-        if step.outbound_p99_ms >= LATE_LIMIT * 1000:
-            reasons.append(f"outbound p99 {step.outbound_p99_ms:.0f} ms")
-        if broken:
-            reasons.append(f"{broken} broken call(s)")
-        step.passed, step.why = not reasons, "; ".join(reasons)
-        return step
-
-    def _broken(self) -> int:
-        return sum(1 for c in self.calls if c.record.error or c.record.missed_turns or c.task.done())
-
-    async def hang_up_all(self, client: httpx.AsyncClient) -> None:
-        for call in self.calls:
-            call.task.cancel()
-        await asyncio.gather(*(c.task for c in self.calls), return_exceptions=True)
-        await asyncio.gather(*(c.caller.hang_up() for c in self.calls), return_exceptions=True)
-        if self.server.mode == "ours":  # Twilio's status callback, as on a real call
-            url = self.server.http_url + "/twilio/status"
-            for call in self.calls:
-                params = {"CallSid": call.call_sid, "CallStatus": "completed",
-                          "CallDuration": str(int(time.monotonic() - call.record.started))}
-                signature = RequestValidator(AUTH_TOKEN).compute_signature(url, params)
-                await client.post(url, data=params, headers={"X-Twilio-Signature": signature})
-        for call in self.calls:
-            if call.record.greeting_heard is not None:
-                self.setup_s.append(call.record.greeting_heard - call.record.started)
-        self.calls.clear()
+    def line(self) -> str:
+        live = "" if self.calls == self.level else f" ({self.calls} live)"
+        return (f"  {self.mode:4} {self.level:3} calls{live}: CPU {self.cpu_pct_of_core:5.1f}% of a core, "
+                f"{self.cpu_ms_per_call_s:5.1f} ms/call-s, late p99 in {self.inbound_p99_ms:5.1f} / heard "
+                f"{self.heard_p99_ms:5.1f} ms, loop lag p99 {self.loop_lag_p99_ms:5.1f} ms, "
+                f"{self.rss_mb_per_call:5.1f} MB/call, {len(self.turn_latency_ms)} turns, "
+                f"other load {self.other_load_pct:3.0f}%, {self.took_s:.0f} s"
+                + ("" if self.passed else f"  FAILED: {self.why}"))
 
 
-def _cpu(pids: list[int]) -> float:
-    return sum(cpu_seconds(pid) for pid in pids)
+async def _window(session: Session, client: httpx.AsyncClient, own_pids: list[int], window: float,
+                  caller_loop: list[tuple[float, float]]) -> Step:
+    servers, n = session.servers, len(session.calls)
+    t0 = time.monotonic()
+    before = (await probe(client, servers, t0))["counters"]  # also drops the samples taken before t0
+    mark0 = CpuMark.take(t0, servers, own_pids)
+    await asyncio.sleep(window)
+    t1 = time.monotonic()
+    mark1 = CpuMark.take(t1, servers, own_pids)
+    data = await probe(client, servers, t0)
+    call_s = n * (t1 - t0)
+    cpu = mark1.servers - mark0.servers
+    heard = heard_stats(session.heard(t0, t1))
+    step = Step(
+        mode=session.mode, servers=len(servers), calls=n, window_s=round(t1 - t0, 2), cpu_s=cpu, call_s=call_s,
+        cpu_ms_per_call_s=1000 * cpu / call_s if call_s else float("nan"),
+        cpu_pct_of_core=100 * cpu / (t1 - t0), inbound_p99_ms=ms(data["inbound"], 99),
+        outbound_p99_ms=ms(data["outbound"], 99), heard_p99_ms=heard["heard_p99_ms"],
+        heard_max_ms=heard["heard_max_ms"], underruns_per_min=heard["underruns_per_min"],
+        loop_lag_p99_ms=ms(data["loop_lag"], 99), caller_send_p99_ms=ms(session.sent(t0, t1), 99),
+        caller_loop_p99_ms=ms([lag for at, lag in caller_loop if t0 <= at < t1], 99),
+        frames_per_call_s={k: (v - before.get(k, 0)) / call_s for k, v in data["counters"].items()} if call_s else {},
+        other_load_pct=mark0.other_load_pct(mark1), bench_pct_of_core=100 * (mark1.own - mark0.own) / (t1 - t0),
+        broken_calls=session.broken(), level=n)
+    reasons = []
+    if step.inbound_p99_ms >= LATE_LIMIT * 1000:
+        reasons.append(f"inbound p99 {step.inbound_p99_ms:.0f} ms")
+    if step.heard_p99_ms >= LATE_LIMIT * 1000:
+        reasons.append(f"heard p99 {step.heard_p99_ms:.0f} ms")
+    if step.broken_calls:
+        reasons.append(f"{step.broken_calls} broken call(s)")
+    step.passed, step.why = not reasons, "; ".join(reasons)
+    return step
 
 
-async def run_ramp(server: Server, steps: list[int], *, own_pids: list[int], window: float, settle: float,
-                   spacing: float, log: Any = print) -> tuple[list[Step], Ramp]:
-    """Step the number of live calls until a step fails; returns every measured step."""
-    ramp = Ramp(server, own_pids)
-    results: list[Step] = []
+async def wait_quiet(session: Session, most: float = 4.0) -> None:
+    """Wait until the servers idle (the calls just ended have closed their books), at most `most` s."""
+    deadline = time.monotonic() + most
+    pids = [s.pid for s in session.servers]
+    while time.monotonic() < deadline:
+        cpu0, t0 = sum(cpu_seconds(p) for p in pids), time.monotonic()
+        await asyncio.sleep(0.3)
+        if 100 * (sum(cpu_seconds(p) for p in pids) - cpu0) / (time.monotonic() - t0) < QUIET_CORE_PCT:
+            return
+
+
+async def run_level(session: Session, n: int, plan: LevelPlan, *, own_pids: list[int],
+                    rss_idle: dict[int, int], caller_loop: list[tuple[float, float]], log: Any = print) -> Step:
+    """Run one level from no calls to none (see the module docstring); returns what it measured."""
+    logs = LogScan([s.log_path for s in session.servers])
+    refused0, status0, began = len(session.refused), len(session.status_errors), time.monotonic()
     async with httpx.AsyncClient(timeout=30) as client:
-        rss_idle = rss_bytes(server.pid)
         try:
-            for n in steps:
-                await ramp.add_calls(client, n, spacing)
-                await asyncio.sleep(settle)
-                step = await ramp.measure(client, window, rss_idle)
-                if not step.passed and not step.broken_calls:
-                    # One more window before calling it: a single GC pause or a burst of load from
-                    # outside can spoil one window; audio that falls behind spoils both.
-                    log(f"  {server.mode:4} {n:3} calls: {step.why}; measuring again")
-                    first_why = step.why
-                    step = await ramp.measure(client, window, rss_idle)
-                    step.first_try = first_why
-                results.append(step)
-                log(f"  {server.mode:4} {n:3} calls: CPU {step.cpu_pct_of_core:5.1f}% of a core, "
-                    f"{step.cpu_ms_per_call_s:5.1f} ms/call-s, late p99 in/out {step.inbound_p99_ms:5.1f}/"
-                    f"{step.outbound_p99_ms:5.1f} ms, loop lag p99 {step.loop_lag_p99_ms:5.1f} ms, "
-                    f"caller p99 {step.caller_send_p99_ms:4.1f} ms, {len(step.turn_latency_ms)} turns, "
-                    f"other load {step.other_load_pct:3.0f}%"
-                    + ("" if step.passed else f"  FAILED: {step.why}"))
-                if not step.passed:
-                    break
+            calls = await session.dial_many(client, n, plan.spacing)
+            turned_away = n - len(calls)  # refused while the level filled: a failure at this load
+            await session.wait_for(calls, lambda r: r.greeting_heard is not None, 15)
+            await asyncio.sleep(1.0)  # the greetings play out
+            step = await _window(session, client, own_pids, plan.window, caller_loop)
+            if not step.passed and not step.broken_calls and not turned_away:
+                log(f"  {session.mode:4} {n:3} calls: {step.why}; measuring again")
+                first = step.why
+                step = await _window(session, client, own_pids, plan.window, caller_loop)
+                step.first_try = first
+            # An overloaded level gets less time: its calls may never finish a turn.
+            step.rss_after_turn = await session.wait_for(calls, lambda r: r.turns_done >= 1, 20 if step.passed else 8)
+            rss = sum(rss_bytes(s.pid) for s in session.servers)
+            step.rss_mb = rss / 2**20
+            step.rss_mb_per_call = (rss - sum(rss_idle[s.pid] for s in session.servers)) / 2**20 / max(1, len(calls))
+            step.turn_latency_ms = [1000 * lat for c in calls for _, lat in c.record.turns]
+            step.greeting_ms = [1000 * (c.record.greeting_heard - c.record.started) for c in calls
+                                if c.record.greeting_heard is not None]
+            if plan.burst:
+                step.burst = await burst_phase(session, client, plan.burst)
+            if plan.churn_fraction:
+                step.churn = await churn_phase(session, client, max(1, round(n * plan.churn_fraction)))
         finally:
-            await ramp.hang_up_all(client)
-    return results, ramp
-
-
-async def warm_up(server: Server) -> None:
-    """One short call, so first-use costs (imports, model files, connections) are not measured."""
-    ramp = Ramp(server, [])
-    async with httpx.AsyncClient(timeout=30) as client:
-        await ramp.add_calls(client, 1, 0)
-        call = ramp.calls[0]
-        deadline = time.monotonic() + 20
-        while not call.record.turns and time.monotonic() < deadline and not call.task.done():
-            await asyncio.sleep(0.1)
-        await ramp.hang_up_all(client)
-
-
-@dataclass
-class LightLoad:
-    """Alternating short runs of a few calls on each server: the like-for-like comparison.
-
-    Turn latency, call set-up and CPU per call-second drift with whatever else
-    the machine is doing; taking bare and ours in turns (ABBA...) spreads that
-    drift over both instead of charging it to whichever ran second.
-    """
-
-    steps: dict[str, list[Step]] = field(default_factory=lambda: {"bare": [], "ours": []})
-    greeting_s: dict[str, list[float]] = field(default_factory=lambda: {"bare": [], "ours": []})
-    webhook_s: list[float] = field(default_factory=list)
-
-
-async def run_light_load(servers: dict[str, Server], *, calls: int, window: float, rounds: int,
-                         own_pids: list[int], log: Any = print) -> LightLoad:
-    light = LightLoad()
-    for round_ in range(rounds):
-        order = ["bare", "ours"] if round_ % 2 == 0 else ["ours", "bare"]
-        for mode in order:
-            results, ramp = await run_ramp(servers[mode], [calls], own_pids=own_pids, window=window, settle=1.0,
-                                           spacing=0.3, log=log)
-            light.steps[mode] += results
-            light.greeting_s[mode] += ramp.setup_s
-            light.webhook_s += ramp.webhook_s
-            await asyncio.sleep(1.0)  # let the calls just hung up close their books
-    return light
+            await session.hang_up(client, list(session.calls))
+    await wait_quiet(session)
+    step.refused = len(session.refused) - refused0
+    step.refusals = session.refused[refused0:][:3]
+    step.level = n
+    step.status_errors = len(session.status_errors) - status0
+    step.server_log = logs.scan()
+    step.took_s = round(time.monotonic() - began, 1)
+    if turned_away:
+        step.passed = False
+        step.why = "; ".join(filter(None, [step.why, f"{turned_away} of {n} call(s) refused"]))
+    session.forget_before(time.monotonic())
+    return step

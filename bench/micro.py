@@ -177,6 +177,10 @@ class FrameCosts:
     def beyond_passthrough(self, kind: str) -> float:
         return self.us[kind]["ours"] - self.us[kind]["passthrough"]
 
+    def hop(self, kind: str) -> float:
+        """One do-nothing processor's cost per frame: the price of any processor in the pipeline."""
+        return (self.us[kind]["passthrough"] - self.us[kind]["none"]) / 2
+
 
 async def measure_frame_costs(count: int, repeats: int) -> FrameCosts:
     runs: dict[str, dict[str, list[float]]] = {k: {v: [] for v in VARIANTS} for k in KINDS}
@@ -212,14 +216,20 @@ def kind_of(frame_type: str) -> str:
 def processors_us_per_call_second(costs: FrameCosts, frames_per_call_s: dict[str, float]) -> float:
     """CPU µs our two processors cost per call-second, from the frames a call pushes through them.
 
-    `frames_per_call_s` has keys `UsageMeter:<FrameType>` (the meter and the guard see the same
-    frames; the meter's count is used, and the measured cost is that of both processors).
+    `frames_per_call_s` has keys `<Processor>:<FrameType>`. The meter and the guard see the same
+    frames; the meter's count is used, and the measured cost is that of both processors. The
+    spend gates (before the LLM and the TTS) are charged one Pipecat hop per frame they see
+    (half of two passthrough hops): for all but one context frame and a few text frames per
+    turn they only type-check and pass the frame on.
     """
     total = 0.0
     for key, rate in frames_per_call_s.items():
         processor, _, frame_type = key.partition(":")
+        kind = kind_of(frame_type)
         if processor == "UsageMeter":
-            total += rate * costs.added_by_ours(kind_of(frame_type))
+            total += rate * costs.added_by_ours(kind)
+        elif processor in ("LLMSpendGate", "TTSSpendGate"):
+            total += rate * costs.hop(kind)
     return total
 
 

@@ -28,10 +28,10 @@ from bench.fakes_proc import ACCOUNT_SID, API_KEY, AUTH_TOKEN
 from bench.probe import SAMPLES, LatenessProbe, sample_loop_lag
 
 
-def bench_settings(fakes: dict[str, str], data_dir: Path, port: int) -> Settings:
+def bench_settings(fakes: dict[str, str], data_dir: Path, port: int, database_url: str = "") -> Settings:
     """Settings pointing every vendor at the fakes; production defaults otherwise."""
     return Settings(
-        _env_file=None, data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'bench.db'}",
+        _env_file=None, data_dir=data_dir, database_url=database_url or f"sqlite:///{data_dir / 'bench.db'}",
         public_base_url=f"http://127.0.0.1:{port}", jwt_secret="j" * 40, admin_token="a" * 30,
         twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN, twilio_api_base_url=fakes["twilio"],
         deepgram_api_key=API_KEY, deepgram_base_url=fakes["deepgram"],
@@ -60,11 +60,18 @@ async def add_callers(settings: Settings, count: int) -> None:
 
 
 def count_frames_through_our_processors() -> None:
-    """Count frames by type at the UsageMeter and BudgetGuard (for the CPU-share estimate)."""
+    """Count frames by type at each of our processors (for the CPU-share estimate)."""
     from processors.budget_guard import BudgetGuard
     from processors.metering import UsageMeter
 
-    for cls in (UsageMeter, BudgetGuard):
+    classes: list[type] = [UsageMeter, BudgetGuard]
+    try:  # the spend gates (one hop each before the LLM and the TTS), where this version has them
+        from processors.spend_gate import LLMSpendGate, TTSSpendGate
+
+        classes += [LLMSpendGate, TTSSpendGate]
+    except ImportError:
+        pass
+    for cls in classes:
         original = cls.process_frame
         prefix = cls.__name__ + ":"
 
@@ -81,7 +88,8 @@ def build_app(mode: str, settings: Settings, callers: int) -> Any:
     if mode == "ours":
         from server import create_app
 
-        asyncio.run(add_callers(settings, callers))
+        if callers:
+            asyncio.run(add_callers(settings, callers))
         count_frames_through_our_processors()
         return create_app(settings)
     from bench.bare import create_bare_app
@@ -113,7 +121,8 @@ def main() -> None:
     parser.add_argument("--mode", choices=["ours", "bare"], required=True)
     parser.add_argument("--fakes", required=True, help="JSON of the fakes' base URLs")
     parser.add_argument("--dir", required=True, type=Path)
-    parser.add_argument("--callers", type=int, default=200)
+    parser.add_argument("--callers", type=int, default=200, help="users to create (0: another worker did)")
+    parser.add_argument("--database-url", default="", help="a database shared with other workers")
     args = parser.parse_args()
     logger.remove()
     logger.add(sys.stderr, level="INFO")
@@ -121,7 +130,7 @@ def main() -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    settings = bench_settings(json.loads(args.fakes), args.dir, port)
+    settings = bench_settings(json.loads(args.fakes), args.dir, port, args.database_url)
     app = LatenessProbe(build_app(args.mode, settings, args.callers))
     asyncio.run(serve(app, sock))
 

@@ -7,6 +7,12 @@ composite prompt within its token budget, open the ledger, mark the call live).
 The Pipecat part of set-up is measured by the load test (call start → greeting
 heard), ours beside bare.
 
+Beside them, in the same run and on the same disk: a bare SQLite round trip through
+the same stack (SQLAlchemy async + aiosqlite, WAL, the product's `Database`): one
+`SELECT 1` read and one single-row write transaction. Set-up and the memories read
+are then also given in round trips, a figure that travels between machines
+better than milliseconds do (they differ by 2x here).
+
 The memories read is `GET /api/personas/{id}/memories` through httpx's ASGI
 transport when server.py has that route, else the domain call behind it
 (`runtime.memory.snapshot`), and the result says which was measured.
@@ -45,6 +51,8 @@ class SetupResult:
     memories_ms: list[float]
     memories_measured: str
     snapshot_ms: list[float]  # "HTTP GET ... (ASGI)" or "domain: runtime.memory.snapshot"
+    sqlite_read_ms: list[float]  # bare round trips: SELECT 1
+    sqlite_write_ms: list[float]  # ... and a one-row write transaction
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -55,6 +63,10 @@ class SetupResult:
             "memories_p50_ms": statistics.median(self.memories_ms),
             "memories_p95_ms": percentile(self.memories_ms, 95), "memories_measured": self.memories_measured,
             "snapshot_p50_ms": statistics.median(self.snapshot_ms),
+            "sqlite_read_p50_ms": statistics.median(self.sqlite_read_ms),
+            "sqlite_write_p50_ms": statistics.median(self.sqlite_write_ms),
+            "setup_p95_in_writes": percentile(self.total_ms, 95) / statistics.median(self.sqlite_write_ms),
+            "memories_p50_in_reads": statistics.median(self.memories_ms) / statistics.median(self.sqlite_read_ms),
         }
 
 
@@ -116,6 +128,33 @@ async def _time_memories_http(settings: Settings, iterations: int) -> list[float
     return times
 
 
+async def _time_round_trips(path: Path, iterations: int) -> tuple[list[float], list[float]]:
+    """Bare SQLite round trips through the product's `Database` (same driver, pragmas and pool)."""
+    from sqlalchemy import text
+
+    from storage.db import Database
+
+    db = Database(f"sqlite:///{path}")
+    reads, writes = [], []
+    try:
+        async with db.begin() as conn:
+            await conn.execute(text("CREATE TABLE IF NOT EXISTS round_trip (id INTEGER PRIMARY KEY, at REAL)"))
+        for i in range(5 * iterations + 5):
+            t0 = time.perf_counter()
+            async with db.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            t1 = time.perf_counter()
+            async with db.begin() as conn:
+                await conn.execute(text("INSERT INTO round_trip (at) VALUES (:at)"), {"at": t1})
+            t2 = time.perf_counter()
+            if i >= 5:
+                reads.append(1000 * (t1 - t0))
+                writes.append(1000 * (t2 - t1))
+    finally:
+        await db.dispose()
+    return reads, writes
+
+
 async def measure_setup(data_dir: Path, iterations: int) -> SetupResult:
     settings = Settings(_env_file=None, data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'setup.db'}")
     rt = await Runtime.start(settings)
@@ -134,10 +173,11 @@ async def measure_setup(data_dir: Path, iterations: int) -> SetupResult:
     finally:
         await rt.close()
     http_ms = await _time_memories_http(settings, iterations)
+    reads, writes = await _time_round_trips(data_dir / "round-trip.db", iterations)
     memories, how = (http_ms, f"HTTP GET {MEMORIES_ROUTE} via httpx ASGITransport") if http_ms else \
         (snapshot_ms, "domain: runtime.memory.snapshot (server.py has no memories route)")
     return SetupResult(
         facts=FACTS, summaries=SUMMARIES, prompt_tokens=session.prompt.token_count,
         prompt_trimmed=dict(session.prompt.trimmed), open_ms=opens, begin_ms=begins,
         total_ms=[o + b for o, b in zip(opens, begins)], memories_ms=memories, memories_measured=how,
-        snapshot_ms=snapshot_ms)
+        snapshot_ms=snapshot_ms, sqlite_read_ms=reads, sqlite_write_ms=writes)
