@@ -23,20 +23,18 @@ from loguru import logger
 from agent.accounts.personas import Persona
 from agent.books.billing import Billing, PaymentError
 from agent.books.budgets import BudgetMonitor, CallAllowance, LimitKind
-from agent.books.costs import CallCostTracker, FinalBreakdown, Service, Source
-from agent.calls.extraction_budget import within_call_budget
+from agent.books.costs import CallCostTracker, FinalBreakdown, Source
+from agent.calls.call_memories import CallMemories
 from agent.calls.latest_wins import LatestWins
 from agent.calls.payments import CallPayments
 from agent.calls.session import CallSession, FencedSink
 from agent.errors import Conflict
 from agent.memory.extraction import (
-    ExtractionResult,
     MemoryExtractor,
     apply_update,
 )
 from agent.memory.in_call import InCallMemory
 from agent.memory.prompt import CompositePrompt, build_composite_prompt, compose_prompt
-from agent.memory.relationships import CallSummary
 from agent.memory.transcript import Transcript
 from agent.runtime import Runtime
 from storage.leases import Fence, LeaseLost
@@ -55,6 +53,7 @@ class CallLifecycle:
         self.payments = CallPayments(runtime, self.billing)
         self.extractor = extractor or MemoryExtractor(runtime.settings,
                                                       timeout=runtime.settings.extraction_timeout_secs)
+        self.memories = CallMemories(runtime, self.extractor)
         self.live: dict[str, CallSession] = {}  # this process's calls, for live views
         self._background: set[asyncio.Task] = set()
 
@@ -235,8 +234,8 @@ class CallLifecycle:
         if session.direction != "webrtc":
             tracker.track_call_duration(seconds, source=source)
         tracker.track_memory("write")
-        await self._forget_in_transcript(session)
-        extraction = await self._extract(session)
+        await self.memories.redact_forgotten(session)
+        extraction = await self.memories.extract(session)
         await tracker.close()
         user_id, persona_id = session.user["id"], session.persona.id
         requested = (await self.rt.calls.get(session.call_id))["end_requested"]
@@ -252,35 +251,10 @@ class CallLifecycle:
             await apply_update(self.rt.memory, user_id, persona_id, session.call_id, extraction.update,
                                (await self.rt.calls.get(session.call_id))["started_at"], session.transcript.turns)
         else:
-            await self.placeholder_summary(user_id, persona_id, session.call_id, seconds, session.transcript, reason)
+            await self.memories.placeholder_summary(user_id, persona_id, session.call_id, seconds,
+                                                    session.transcript, reason)
         logger.info(f"call {session.call_id} ended ({reason}): total {final.total_micros} micro-dollars")
         return final
-
-    async def _forget_in_transcript(self, session: CallSession) -> None:
-        """What the user deleted while the call ran is redacted from its transcript before it is kept."""
-        forgotten = await self.rt.memory.forgotten(session.user["id"], session.persona.id)
-        if forgotten:
-            session.transcript.redact(lambda text: self.rt.memory.forgetting.redact(text, forgotten))
-
-    async def _extract(self, session: CallSession) -> ExtractionResult | None:
-        """The post-call memory update, priced onto this call; None if there is nothing or it failed.
-
-        Tokens of an answer that turned out unusable are on the ledger too: they were spent.
-        """
-        if not session.transcript.said_by("user"):
-            return None
-        try:
-            memory = await self.rt.memory.snapshot(session.user["id"], session.persona.id)
-            afford = within_call_budget(session) if session.allowance.auto_cutoff else None
-            result = await self.extractor.extract(session.persona.name, session.persona.llm_model, memory,
-                                                  session.transcript.turns, afford=afford)
-        except Exception as exc:
-            logger.warning(f"call {session.call_id}: memory extraction failed, will retry later ({exc})")
-            return None
-        session.tracker.track_llm(result.prompt_tokens, result.completion_tokens, vendor=result.vendor,
-                                  model=result.model, fallback_reason=result.fallback_reason,
-                                  service=Service.MEMORY, kind="ai_inference", source=result.source)
-        return result if result.update is not None else None
 
     async def _close_books(self, call_id: str, tracker: CallCostTracker, fence: Fence, *, reason: str,
                            seconds: int, transcript: Transcript, extraction_status: str | None
@@ -307,12 +281,6 @@ class CallLifecycle:
         if intent:
             await self.payments.settle(call_id, intent, charge)
         return final
-
-    async def placeholder_summary(self, user_id: str, persona_id: str, call_id: str, seconds: int,
-                                   transcript: Transcript, reason: str) -> None:
-        await self.rt.memory.add_call_summary(user_id, persona_id, CallSummary(
-            call_id=call_id, summary=f"A {_minutes(seconds)} call ({len(transcript.turns)} turns); summary pending.",
-            outcome=reason))
 
     async def _duration(self, session: CallSession) -> tuple[int, Source]:
         """The carrier's own duration when its status callback arrives in time, else ours."""
@@ -349,7 +317,3 @@ def _breakdown_row(final: FinalBreakdown) -> dict:
         "finalized_at": final.finalized_at,
     }
 
-
-def _minutes(seconds: int) -> str:
-    minutes = max(1, round(seconds / 60))
-    return f"{minutes}-minute"

@@ -91,7 +91,7 @@ class Reconciler:
             return False
         if started is not None:
             await self.rt.memory.record_call(call["user_id"], call["persona_id"], seconds, utcnow())
-            await self.lifecycle.placeholder_summary(call["user_id"], call["persona_id"], call["id"], seconds,
+            await self.lifecycle.memories.placeholder_summary(call["user_id"], call["persona_id"], call["id"], seconds,
                                                      transcript, "reconciled")
         logger.info(f"reconciled call {call['id']}: total {final.total_micros} micro-dollars")
         return True
