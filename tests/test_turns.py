@@ -7,11 +7,9 @@ audio smart-turn judges nearly everything complete; the room's 16 kHz is where i
 
 from __future__ import annotations
 
-import asyncio
 import wave
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import soxr
@@ -51,30 +49,11 @@ def _said_by_piper(tmp_path: Path, text: str) -> Path:
 
 async def _how_the_turn_ended(tmp_path: Path, text: str) -> tuple[bool, bool]:
     """(answered, ended by Pipecat's stop timeout) for a room caller who says `text`."""
-    from aiortc import RTCPeerConnection, RTCSessionDescription
-    from aiortc.contrib.media import MediaPlayer
-
     logs: list[str] = []
     sink = logger.add(lambda m: logs.append(m.record["message"]), level="INFO")
     try:
-        with RoomRig(tmp_path, [text], ["Sounds good!"]) as rig:
-            async with httpx.AsyncClient(base_url=rig.server.http_url) as http:
-                token = (await http.post("/room/token", json={"user_id": "demo"})).json()["token"]
-                auth = {"Authorization": f"Bearer {token}"}
-                call_id = (await http.post("/start", json={"body": {"persona_id": "brad"}}, headers=auth)
-                           ).json()["sessionId"]
-                pc = RTCPeerConnection()
-                pc.addTrack(MediaPlayer(str(_said_by_piper(tmp_path, text))).audio)
-                await pc.setLocalDescription(await pc.createOffer())
-                answer = await http.post(f"/sessions/{call_id}/api/offer", headers=auth, json={
-                    "sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
-                await pc.setRemoteDescription(RTCSessionDescription(**{k: answer.json()[k] for k in ("sdp", "type")}))
-                for _ in range(200):  # the turn ends one way or the other within 20 s
-                    if [r for r in rig.cerebras.requests if r.get("stream")]:
-                        break
-                    await asyncio.sleep(0.1)
-                answered = bool([r for r in rig.cerebras.requests if r.get("stream")])
-                await pc.close()
+        with RoomRig(tmp_path, [text], ["Sounds good!"]) as rig:  # the turn ends one way or the other in 20 s
+            answered = await rig.speak_until_answered(_said_by_piper(tmp_path, text), timeout=20) is not None
     finally:
         logger.remove(sink)
     return answered, any(TURN_STOP_TIMEOUT_LOG in line for line in logs)

@@ -1,7 +1,9 @@
 """The test room: a real WebRTC client (aiortc) talks to the room's endpoints on loopback."""
 
 import asyncio
+import time
 from contextlib import ExitStack
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -9,10 +11,10 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
 
 from agent.settings import Settings
+from fakes import DeepgramFake, ElevenLabsFake, OpenAIFake, ServedApp
 from server import create_app
 from storage.calls import CallStore
 from storage.db import Database
-from fakes import DeepgramFake, ElevenLabsFake, OpenAIFake, ServedApp
 from tests.phone_rig import DATA
 
 
@@ -39,6 +41,29 @@ class RoomRig:
         self.server = self._stack.enter_context(ServedApp(create_app(self.settings), lifespan="on"))
         self.calls = CallStore(Database(self.settings.effective_database_url))
         return self
+
+    async def speak_until_answered(self, wav: Path, timeout: float) -> float | None:
+        """A room caller whose microphone plays `wav`: seconds from the track's start to the LLM's
+        first request (the caller's turn ended), or None if none came within `timeout`."""
+        async with httpx.AsyncClient(base_url=self.server.http_url) as http:
+            token = (await http.post("/room/token", json={"user_id": "demo"})).json()["token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            call_id = (await http.post("/start", json={"body": {"persona_id": "brad"}}, headers=auth)
+                       ).json()["sessionId"]
+            pc = RTCPeerConnection()
+            pc.addTrack(MediaPlayer(str(wav)).audio)
+            await pc.setLocalDescription(await pc.createOffer())
+            answer = await http.post(f"/sessions/{call_id}/api/offer", headers=auth, json={
+                "sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+            await pc.setRemoteDescription(RTCSessionDescription(**{k: answer.json()[k] for k in ("sdp", "type")}))
+            started, answered = time.monotonic(), None
+            while time.monotonic() - started < timeout:
+                if any(r.get("stream") for r in self.cerebras.requests):
+                    answered = time.monotonic() - started
+                    break
+                await asyncio.sleep(0.02)
+            await pc.close()
+        return answered
 
     async def memory_snapshot(self, user_id: str = "demo", persona_id: str = "brad"):
         """What the persona knows, read from the server's database by a reader of our own."""
