@@ -341,3 +341,22 @@ async def test_a_request_the_vendor_calls_malformed_is_not_sent_to_the_fallback(
         await caller.hang_up()
         await rig.wait_for_call_end(call_id)
         assert not _turns(rig.openai)  # another vendor would refuse the same request
+
+
+async def test_what_the_caller_says_over_the_greeting_is_heard_and_answered(tmp_path):
+    """The first turn is never lost: speech that starts while the greeting plays is transcribed, the
+    greeting gives way, and the persona answers it."""
+    with PhoneRig(tmp_path, transcripts=["Hi Brad, how are you doing today?"],
+                  cerebras_script=["Doing great, glad you called!"]) as rig:
+        sid = "CA" + "3" * 32
+        call_id, url = await rig.ring(sid)
+        caller = await rig.connect_caller(sid, call_id, url)
+        await caller.wait_until(lambda: len(caller.speech_segments) >= 1, timeout=10)  # the greeting has begun
+        await caller.say_wav(DATA / "hello.wav")  # at once, over it
+        await caller.silence(0.5)
+        await caller.wait_until(lambda: any("glad you called" in t for t in rig.elevenlabs.texts), timeout=20)
+        turns = _turns(rig.cerebras)
+        await caller.hang_up()
+        call = await rig.wait_for_call_end(call_id)
+    assert turns and turns[0]["messages"][-1] == {"role": "user", "content": "Hi Brad, how are you doing today?"}
+    assert ("user", "Hi Brad, how are you doing today?") in [(t["role"], t["text"]) for t in call["transcript"]]
