@@ -105,12 +105,7 @@ async def test_warning_is_spoken_once_and_the_cutoff_says_goodbye_and_hangs_up(t
         budgets = BudgetManager(UserStore(rig.calls.db), rig.calls)
         await budgets.save_settings("demo", BudgetSettings(per_call_limit_micros=3_000_000))
         sid = "CA" + "c" * 32
-        call_id, url = await rig.ring(sid)
-        caller = await rig.connect_caller(sid, call_id, url)
-        await caller.wait_until(lambda: len(caller.speech_segments) >= 1, timeout=10)
-        await caller.silence(0.3)
-        await caller.say_wav(DATA / "hello.wav")
-        await caller.silence(0.3)
+        call_id, caller = await _greeted_and_said_hello(rig, sid)
         await caller.wait_until(lambda: any("Just so you know" in t for t in rig.elevenlabs.texts), timeout=20)
         warning = next(t for t in rig.elevenlabs.texts if "Just so you know" in t)
         assert "of your $3 call budget" in warning

@@ -31,6 +31,16 @@ async def _launch(playwright, microphone: Path):
         f"--use-file-for-fake-audio-capture={microphone}"])
 
 
+async def _connected_room(playwright, rig, microphone: Path):
+    """Chromium on the room page, Brad chosen, Connect pressed: (browser, page)."""
+    browser = await _launch(playwright, microphone)
+    page = await browser.new_page()
+    await page.goto(f"{rig.server.http_url}/room/")
+    await page.select_option("#persona", "brad")
+    await page.click("#connect")
+    return browser, page
+
+
 @pytest.mark.parametrize("vendors, said, heard, answered", [
     (True, "hello.wav", "how are you doing today", "browser friend"),
     (False, "dinner.wav", "last night", "offline demo script"),  # Whisper, through Opus and a fake mic
@@ -79,11 +89,7 @@ async def test_the_budget_warning_appears_in_the_rooms_transcript(tmp_path):
         await BudgetManager(UserStore(rig.calls.db), rig.calls).save_settings("demo", BudgetSettings(
             per_call_limit_micros=500_000, daily_limit_micros=500_000, warning_threshold_pct=1))
         async with async_playwright() as p:
-            browser = await _launch(p, _browser_wav(tmp_path, DATA / 'hello.wav'))
-            page = await browser.new_page()
-            await page.goto(f"{rig.server.http_url}/room/")
-            await page.select_option("#persona", "brad")
-            await page.click("#connect")
+            browser, page = await _connected_room(p, rig, _browser_wav(tmp_path, DATA / "hello.wav"))
             notice = page.locator(".turn.notice")  # the fake microphone says hello again every ~22 s
             await notice.first.wait_for(timeout=90_000)
             text = await notice.first.inner_text()
@@ -140,11 +146,7 @@ async def test_say_hello_appears_only_once_the_greeting_has_started(tmp_path):
 
     with RoomRig(tmp_path, ["Hi Brad, how are you doing today?"], ["Hey there, browser friend!"]) as rig:
         async with async_playwright() as p:
-            browser = await _launch(p, _browser_wav(tmp_path, DATA / "hello.wav"))
-            page = await browser.new_page()
-            await page.goto(f"{rig.server.http_url}/room/")
-            await page.select_option("#persona", "brad")
-            await page.click("#connect")
+            browser, page = await _connected_room(p, rig, _browser_wav(tmp_path, DATA / "hello.wav"))
             await page.wait_for_function(
                 "document.getElementById('status').textContent.includes('say hello')", timeout=30_000)
             log = await page.evaluate("window.roomLog")
@@ -179,11 +181,7 @@ async def _room_call(playwright, rig, microphone: Path, until: str, *, heard: st
     """One call in the room with no keys; returns the persona's words once `until` is among them and,
     if given, the caller's words `heard` were transcribed and answered (Whisper may split a sentence
     into turns at a pause, so the words a test needs are waited for, not assumed in one turn)."""
-    browser = await _launch(playwright, microphone)
-    page = await browser.new_page()
-    await page.goto(f"{rig.server.http_url}/room/")
-    await page.select_option("#persona", "brad")
-    await page.click("#connect")
+    browser, page = await _connected_room(playwright, rig, microphone)
     await page.wait_for_function(
         "([words, heard]) => { const text = (kind) => [...document.querySelectorAll('.turn.' + kind)]"
         ".map(t => t.innerText.toLowerCase()).join(' '); const turns = document.querySelectorAll('.turn');"
