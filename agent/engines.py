@@ -8,15 +8,18 @@ the page says it runs cannot disagree.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from agent.settings import Settings
+from engines.local_llama import LlamaTransport, ModelChoice, shared_transport, shipped_model
 
 SttEngine = Literal["deepgram", "whisper-local"]
 TtsEngine = Literal["elevenlabs", "piper-local"]
 #: A vendor chain ("cerebras+openai": Cerebras, failing over to OpenAI), a local OpenAI-compatible
-#: server (LLM_BASE_URL), or the offline demo script.
-LlmEngine = Literal["cerebras+openai", "cerebras", "openai", "openai-compatible-local", "script-local"]
+#: server (LLM_BASE_URL), a model in this process (LOCAL_LLM=llama-cpp), or the offline demo script.
+LlmEngine = Literal["cerebras+openai", "cerebras", "openai", "openai-compatible-local", "llama-local",
+                    "script-local"]
 
 
 def stt_engine(settings: Settings) -> SttEngine:
@@ -37,7 +40,23 @@ def llm_engine(settings: Settings) -> LlmEngine:
     vendors = vendor_llms(settings)
     if vendors:
         return "+".join(vendors)  # type: ignore[return-value]
-    return "openai-compatible-local" if settings.llm_base_url else "script-local"
+    if settings.llm_base_url:
+        return "openai-compatible-local"
+    return "llama-local" if settings.local_llm == "llama-cpp" else "script-local"
+
+
+def prompt_budgets(settings: Settings) -> tuple[int, int]:
+    """(system prompt, conversation) token budgets for a call.
+
+    A model in this process reads its whole prompt on the CPU before it says a
+    word, so its budget (LOCAL_LLM_PROMPT_TOKENS) caps both: five eighths for the
+    persona and memory, the rest for the conversation.
+    """
+    prompt, conversation = settings.prompt_token_budget, settings.conversation_token_budget
+    if llm_engine(settings) == "llama-local":
+        local = settings.local_llm_prompt_tokens
+        prompt, conversation = min(prompt, local * 5 // 8), min(conversation, local * 3 // 8)
+    return max(prompt, 200), max(conversation, 100)
 
 
 def engines(settings: Settings) -> dict[str, str]:
@@ -48,3 +67,17 @@ def engines(settings: Settings) -> dict[str, str]:
 def is_local(engine: str) -> bool:
     """Local engines cost nothing; their usage is priced as an estimate of the vendor's charge."""
     return engine.endswith("-local")
+
+
+def local_model_choice(settings: Settings) -> ModelChoice:
+    """LOCAL_LLM_MODEL_PATH's GGUF file and digest, else the shipped model."""
+    if settings.local_llm_model_path is None:
+        return shipped_model()
+    path = Path(settings.local_llm_model_path)
+    return ModelChoice(path, settings.local_llm_model_sha256, path.stem)
+
+
+def in_process_llm(settings: Settings) -> LlamaTransport:
+    """The model LOCAL_LLM=llama-cpp runs, loaded once per process, as an httpx transport."""
+    return shared_transport(local_model_choice(settings), settings.local_llm_context_tokens,
+                            settings.local_llm_threads, settings.local_llm_prompt_tokens)

@@ -73,6 +73,18 @@ class Settings(BaseSettings):
     llm_base_url: str = ""
     llm_model: str = ""
     llm_api_key: str = ""
+    # In-process LLM, an opt-in extra (docs/local-llm.md, `make install-llama`): used when no vendor LLM key
+    # and no LLM_BASE_URL is set. The shipped model unless LOCAL_LLM_MODEL_PATH names another GGUF file.
+    local_llm: Literal["", "llama-cpp"] = ""
+    local_llm_model_path: Path | None = None
+    local_llm_model_sha256: str = Field("", pattern=r"^([0-9a-fA-F]{64})?$")
+    local_llm_threads: int = Field(0, ge=0, le=64)  # 0: one per core
+    local_llm_context_tokens: int = Field(2048, ge=512, le=32768)
+    # Most prompt tokens per request, in the model's own tokens: on a CPU, reading the prompt is the slow part.
+    local_llm_prompt_tokens: int = Field(768, ge=256)
+    # Post-call memory extraction by the local model too. Off by default: the shipped 135M model cannot write
+    # the extraction's JSON, so the deterministic extractor of the offline script does it (docs/local-llm.md).
+    local_llm_extracts: bool = False
 
     # Books and memory
     prices_file: Path | None = None
@@ -93,7 +105,7 @@ class Settings(BaseSettings):
     extraction_timeout_secs: float = Field(20.0, gt=0)
     extraction_backoff_secs: float = Field(30.0, ge=0)  # before the second attempt; doubled after each failure
 
-    @field_validator("prices_file", mode="before")
+    @field_validator("prices_file", "local_llm_model_path", mode="before")
     @classmethod
     def _no_empty_path(cls, value: object) -> object:
         return None if value in ("", None) else value  # PRICES_FILE= (as in .env.example) means the default
@@ -118,6 +130,14 @@ class Settings(BaseSettings):
     def _coherent(self) -> "Settings":
         if self.llm_base_url and not self.llm_model:
             raise ValueError("LLM_MODEL is required with LLM_BASE_URL: the model name your local server serves")
+        if self.local_llm and self.llm_base_url:
+            raise ValueError("set LOCAL_LLM (a model in this process) or LLM_BASE_URL (a model server), not both")
+        if self.local_llm_model_path and not self.local_llm_model_sha256:
+            raise ValueError("LOCAL_LLM_MODEL_SHA256 is required with LOCAL_LLM_MODEL_PATH: the model file is "
+                             "checked against it before it is loaded (sha256sum prints it)")
+        if self.local_llm_prompt_tokens + 300 > self.local_llm_context_tokens:
+            raise ValueError(f"LOCAL_LLM_PROMPT_TOKENS ({self.local_llm_prompt_tokens}) plus a reply of 300 tokens "
+                             f"must fit LOCAL_LLM_CONTEXT_TOKENS ({self.local_llm_context_tokens})")
         if bool(self.twilio_account_sid) != bool(self.twilio_auth_token):
             raise ValueError("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set together")
         if self.twilio_account_sid and not self.twilio_account_sid.startswith("AC"):

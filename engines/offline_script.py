@@ -5,24 +5,22 @@ must let someone talk to a persona with no keys. So the script answers a few
 simple kinds of input in the persona's name, always hands the turn back with a
 question, and says plainly that it is the offline demo script when asked.
 
-It is served as an httpx transport that speaks chat completions (streamed
-chunks and a usage chunk), handed to the openai SDK's client: Pipecat's
-`OpenAILLMService`, the SDK and our usage metering all run unchanged, in
-process, with no socket and no server to start.
+It is served as an httpx transport that speaks chat completions
+(engines/openai_wire.py), handed to the openai SDK's client, so the real code
+path runs in process.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from engines.openai_wire import read_chat_request, streamed_reply, text_of, usage, whole_reply
 from engines.script_memory import Known, known_from_prompt, stated_facts, summary_of, topics
 from engines.tokenizer import count_tokens
 
@@ -59,14 +57,6 @@ def persona_name_from_prompt(system_prompt: str) -> str:
     return found.group(1) if found else "your persona"
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content parts
-        return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return ""
-
-
 @dataclass(frozen=True)
 class PersonaScript:
     """What the persona says next, decided only by the conversation so far (deterministic)."""
@@ -74,10 +64,10 @@ class PersonaScript:
     name: str | None = None
 
     def reply(self, messages: list[dict[str, Any]]) -> str:
-        system = "\n".join(_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
+        system = "\n".join(text_of(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
         name = self.name or persona_name_from_prompt(system)
         known = known_from_prompt(system)
-        users = [_text(m.get("content")).strip() for m in messages if m.get("role") == "user"]
+        users = [text_of(m.get("content")).strip() for m in messages if m.get("role") == "user"]
         users = [u for u in users if u]
         if not users:
             return f"Hi, it's {name}! How's your day going?"
@@ -126,7 +116,7 @@ def memory_update(messages: list[dict[str, Any]]) -> str:
     The extraction request carries the current memory ("- category/key: value" lines) and the
     transcript ("user: ..." lines) in its last message.
     """
-    content = _text(messages[-1].get("content")) if messages else ""
+    content = text_of(messages[-1].get("content")) if messages else ""
     current = dict(re.findall(r"^- (\w+/\w+): (.+)$", content, re.MULTILINE))
     said = [line[len("user: "):] for line in content.splitlines() if line.startswith("user: ")]
     new, changed = [], []
@@ -175,7 +165,7 @@ def _and(items: list[str]) -> str:
 
 def prompt_tokens(messages: list[dict[str, Any]]) -> int:
     """An estimate in cl100k tokens: the script has no tokenizer of its own, and metering needs a number."""
-    return sum(count_tokens(_text(m.get("content"))) + _TOKENS_PER_MESSAGE for m in messages)
+    return sum(count_tokens(text_of(m.get("content"))) + _TOKENS_PER_MESSAGE for m in messages)
 
 
 class ScriptTransport(httpx.AsyncBaseTransport):
@@ -186,56 +176,21 @@ class ScriptTransport(httpx.AsyncBaseTransport):
         self.requests = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.method != "POST" or not request.url.path.endswith("/chat/completions"):
-            return _error(404, f"the offline script only serves chat completions, not {request.url.path}")
-        try:
-            body = json.loads(await request.aread())
-            messages = list(body["messages"])
-        except (ValueError, KeyError, TypeError):
-            return _error(400, "expected a JSON body with messages")
+        chat = await read_chat_request(request, "the offline script")
+        if isinstance(chat, httpx.Response):
+            return chat
         self.requests += 1
-        wants_json = (body.get("response_format") or {}).get("type") == "json_object"
-        text = memory_update(messages) if wants_json else self.script.reply(messages)
-        usage = {"prompt_tokens": prompt_tokens(messages), "completion_tokens": count_tokens(text)}
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
-                "model": body.get("model") or SCRIPT_MODEL}
-        if not body.get("stream"):
-            choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
-            return httpx.Response(200, json={**head, "object": "chat.completion", "choices": [choice],
-                                             "usage": usage})
-        with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return httpx.Response(200, headers={"content-type": "text/event-stream"},
-                              stream=_SSE(_events(head, text, usage if with_usage else None)))
+        text = memory_update(chat.messages) if chat.wants_json else self.script.reply(chat.messages)
+        counted = usage(prompt_tokens(chat.messages), count_tokens(text))
+        model = chat.body.get("model") or SCRIPT_MODEL
+        if not chat.stream:
+            return whole_reply(model, text, counted)
+        return streamed_reply(model, _words(text), (lambda: counted) if chat.with_usage else None)
 
 
-class _SSE(httpx.AsyncByteStream):
-    def __init__(self, events: AsyncIterator[bytes]) -> None:
-        self._events = events
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for event in self._events:
-            yield event
-
-
-async def _events(head: dict[str, Any], text: str, usage: dict[str, int] | None) -> AsyncIterator[bytes]:
-    """Chunks as a streaming chat model sends them: role, words, finish, then usage."""
-
-    def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        payload = {**head, "object": "chat.completion.chunk", "choices": choices, **extra}
-        return b"data: " + json.dumps(payload).encode() + b"\n\n"
-
-    yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+async def _words(text: str) -> AsyncIterator[str]:
     for word in re.findall(r"\S+\s*", text):
-        yield event([{"index": 0, "delta": {"content": word}, "finish_reason": None}])
-    yield event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
-    if usage is not None:
-        yield event([], usage=usage)
-    yield b"data: [DONE]\n\n"
-
-
-def _error(status: int, message: str) -> httpx.Response:
-    return httpx.Response(status, json={"error": {"message": message, "type": "invalid_request_error"}})
+        yield word
 
 
 def script_client_transport(persona_name: str | None = None) -> ScriptTransport:

@@ -24,7 +24,7 @@ from pipecat.workers.runner import WorkerRunner
 
 from agent.books.spend import Rates, SpendPlanner
 from agent.calls.session import CallSession
-from agent.engines import vendor_llms
+from agent.engines import prompt_budgets, vendor_llms
 from agent.settings import Settings
 from engines.tokenizer import count_tokens
 from pipeline.call_prompt import CallPrompt
@@ -84,7 +84,7 @@ async def run_call(
     llm_gate = LLMSpendGate(planner, system_tokens=count_tokens(session.prompt.prompt), most_tokens=MAX_TOKENS,
                             out_of_budget=guard.out_of_budget, name="llm-spend-gate")
     prompt = CallPrompt(session, services.llm, llm_gate)
-    llm_gate.window = prompt.window(settings.conversation_token_budget)
+    llm_gate.window = prompt.window(prompt_budgets(settings)[1])
     if session.memory_tool is not None and settings.memory_tool and vendor_llms(settings):
         offer_memory_tool(services.llm, context, session.memory_tool, prompt.use_memory)
         prompt.offer_tool(TOOL_TOKENS)
@@ -108,6 +108,7 @@ async def run_call(
     async def _connected(_transport: object, _client: object) -> None:
         if session.persona.greeting:  # by name, to a caller the persona remembers
             await worker.queue_frame(TTSSpeakFrame(session.prompt.greeting(session.persona.greeting)))
+        services.llm.create_task(services.llm.prefill(), "prefill")  # a local model reads its prompt meanwhile
 
     @transport.event_handler("on_client_disconnected")
     async def _disconnected(_transport: object, _client: object) -> None:

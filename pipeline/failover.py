@@ -22,7 +22,7 @@ rather than leave the caller in silence.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from loguru import logger
@@ -49,6 +49,8 @@ class LLMRoute:
     price: PricedAs
     model: str
     client: AsyncOpenAI
+    #: Reads a prompt's start into the model ahead of the first request (a model in this process).
+    prefill: Callable[[list[dict[str, str]]], Awaitable[None]] | None = None
 
 
 class FailoverLLMService(OpenAILLMService):
@@ -80,6 +82,17 @@ class FailoverLLMService(OpenAILLMService):
         """A new system prompt for the requests that follow (memory written during the call); the same
         path as an `LLMUpdateSettingsFrame`, so Pipecat's composed instruction follows it."""
         await self._update_settings(OpenAILLMService.Settings(system_instruction=prompt))
+
+    async def prefill(self) -> None:
+        """Let the active route read the system prompt in now (while the greeting plays), if it can:
+        a CPU model's first reply then only reads the caller's words. Never fails the call."""
+        route = self.route
+        if route.prefill is None:
+            return
+        try:
+            await route.prefill([{"role": "system", "content": str(self._settings.system_instruction or "")}])
+        except Exception as exc:
+            logger.warning(f"{route.name} could not read the prompt in ahead of the first turn: {exc!r}")
 
     async def complete(self, messages: list[dict[str, str]], most_tokens: int
                        ) -> tuple[str, CompletionUsage | None, LLMRoute]:

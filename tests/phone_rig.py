@@ -37,6 +37,8 @@ class PhoneRig:
     cerebras_script: list[Any] = field(default_factory=list)
     openai_script: list[Any] = field(default_factory=list)
     prices_file: Path | None = None
+    #: Settings that differ from the rig's (say, no LLM key: the call uses a local LLM).
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # A pause inside an utterance can look like two segments: the extra one is heard as nothing.
@@ -53,7 +55,7 @@ class PhoneRig:
         served = {name: self._stack.enter_context(ServedApp(fake.app)) for name, fake in [
             ("deepgram", self.deepgram), ("cerebras", self.cerebras), ("openai", self.openai),
             ("elevenlabs", self.elevenlabs), ("twilio", self.twilio)]}
-        self.settings = Settings(
+        self.settings = Settings(**{**dict(
             _env_file=None, data_dir=self.tmp, database_url=f"sqlite:///{self.tmp / 'calls.db'}",
             public_base_url="http://127.0.0.1:1", jwt_secret="j" * 40, admin_token="a" * 30,
             twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN,
@@ -63,7 +65,7 @@ class PhoneRig:
             openai_api_key="test-key", openai_base_url=served["openai"].http_url + "/v1",
             elevenlabs_api_key="test-key", elevenlabs_base_url=served["elevenlabs"].ws_url,
             cost_flush_interval_secs=0.2, prices_file=self.prices_file, llm_timeout_secs=3,
-        )
+        ), **self.overrides})
         self.app = create_app(self.settings)
         self.server = self._stack.enter_context(ServedApp(self.app, lifespan="on"))
         # The public URL is only known once the server has its port.

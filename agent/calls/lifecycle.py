@@ -28,6 +28,7 @@ from agent.calls.call_memories import CallMemories
 from agent.calls.latest_wins import LatestWins
 from agent.calls.payments import CallPayments
 from agent.calls.session import CallSession, FencedSink
+from agent.engines import prompt_budgets
 from agent.errors import Conflict
 from agent.memory.extraction import (
     MemoryExtractor,
@@ -121,7 +122,7 @@ class CallLifecycle:
         tracker.on_lease_lost = lambda: self.lost(session)
         if loaded:  # memory answered in time: the persona may write to it as well
             session.memory_tool = InCallMemory(self.rt.memory, user, persona, call_id, utcnow(), session.transcript,
-                                               self.rt.settings.prompt_token_budget, budget.memory_token_limit,
+                                               prompt_budgets(self.rt.settings)[0], budget.memory_token_limit,
                                                ledger=tracker)
         saver = LatestWins(lambda: self.rt.calls.update_live(fence, transcript=session.transcript.as_rows()),
                            f"call {call_id}'s transcript")
@@ -167,7 +168,7 @@ class CallLifecycle:
     async def _prompt_in_time(self, user: dict, persona: Persona, token_limit: int | None
                               ) -> tuple[CompositePrompt, bool]:
         """Memory within its time budget, or the core persona alone: a call never waits on memory."""
-        budget = self.rt.settings.prompt_token_budget
+        budget = prompt_budgets(self.rt.settings)[0]
         try:
             prompt = await asyncio.wait_for(
                 build_composite_prompt(self.rt.memory, user, persona, budget, memory_token_limit=token_limit),

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from agent.accounts.personas import Persona
 from agent.books.estimate import CostEstimate, estimate_call_cost
+from agent.engines import prompt_budgets
 from agent.memory.prompt import CompositePrompt, build_composite_prompt, count_tokens
 from agent.runtime import Runtime
 
@@ -23,7 +24,7 @@ async def next_prompt(rt: Runtime, user: dict, persona_row: dict) -> CompositePr
     """The composite prompt the next call between this user and persona would use."""
     budget = await rt.budgets.settings(user["id"])
     return await build_composite_prompt(rt.memory, user, Persona.from_row(persona_row),
-                                        rt.settings.prompt_token_budget, memory_token_limit=budget.memory_token_limit)
+                                        prompt_budgets(rt.settings)[0], memory_token_limit=budget.memory_token_limit)
 
 
 def memory_tokens(prompt: CompositePrompt) -> int:

@@ -21,7 +21,7 @@ from openai import AsyncOpenAI
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.books.costs import Source
-from agent.engines import vendor_llms
+from agent.engines import in_process_llm, vendor_llms
 from agent.memory.relationships import (
     CallSummary,
     Fact,
@@ -125,6 +125,11 @@ class MemoryExtractor:
         if s.llm_base_url:
             return [("local", s.llm_model, AsyncOpenAI(api_key=s.llm_api_key or "local", base_url=s.llm_base_url,
                                                         max_retries=0, timeout=max(self.timeout, 60)))]
+        if s.local_llm == "llama-cpp" and s.local_llm_extracts:
+            model = in_process_llm(s)
+            return [("local", model.model.name, AsyncOpenAI(
+                api_key="in-process", base_url="http://local-llm.invalid/v1", max_retries=0,
+                timeout=max(self.timeout, 60), http_client=httpx.AsyncClient(transport=model)))]
         return [("local", SCRIPT_MODEL, AsyncOpenAI(api_key="offline", base_url="http://offline-script.invalid/v1",
                                                     http_client=httpx.AsyncClient(transport=script_client_transport())))]
 

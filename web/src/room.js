@@ -190,6 +190,7 @@ async function main() {
     "whisper-local": "Whisper on this machine", "piper-local": "Piper on this machine",
     "script-local": "offline demo script (no LLM key: canned replies)",
     "openai-compatible-local": "your local LLM server (LLM_BASE_URL)",
+    "llama-local": "a small model in this process (LOCAL_LLM)",
   };
   $("engines").textContent = Object.entries(config.engines)
     .map(([k, v]) => `${k.toUpperCase()}: ${labels[v] ?? v}`).join(" · ")
