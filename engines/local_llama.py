@@ -159,7 +159,7 @@ class LocalModel:
         decoder = codecs.getincrementaldecoder("utf-8")("ignore")
         made.cached = self.cached(tokens)
         logits = [_Bias(bias)] if bias else None
-        for token in self._llm.generate(tokens, temp=temperature, top_p=0.9, repeat_penalty=1.1, grammar=grammar,
+        for token in self._llm.generate(tokens, temp=temperature, top_p=0.95, repeat_penalty=1.0, grammar=grammar,
                                         logits_processor=logits):
             if stop.is_set():
                 made.ended = "closed"
