@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Literal
 
 from agent.settings import Settings
-from engines.local_llama import LlamaTransport, ModelChoice, shared_transport, shipped_model
+from engines.local_llama import LlamaTransport, shared_transport
+from engines.model_files import ModelChoice, shipped_model
 
 SttEngine = Literal["deepgram", "whisper-local"]
 TtsEngine = Literal["elevenlabs", "piper-local"]

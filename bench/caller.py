@@ -98,12 +98,12 @@ class BenchCaller(TwilioCaller):
         await super()._send(msg)
 
     def _on_message(self, raw: str | bytes) -> None:
-        arrived, before = time.monotonic(), len(self._playback)
-        queued_until = self._playback[-1].end if self._playback else None
+        arrived, before = time.monotonic(), len(self.playback.pieces)
+        queued_until = self.playback.pieces[-1].end if self.playback.pieces else None
         super()._on_message(raw)
-        if len(self._playback) == before:
+        if len(self.playback.pieces) == before:
             return
-        played = self._playback[-1]
+        played = self.playback.pieces[-1]
         loud = np.flatnonzero(played.window_rms() >= HEARD_RMS)
         if not len(loud):
             return

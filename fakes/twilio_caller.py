@@ -15,91 +15,27 @@ import base64
 import json
 import secrets
 import time
-import warnings
-import wave
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-with warnings.catch_warnings():  # deprecated in 3.11-3.12, provided by audioop-lts on 3.13+
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import audioop
+from fakes.phone_audio import (
+    FRAME_SAMPLES,
+    FRAME_SECONDS,
+    RATE,
+    SILENCE_ULAW,
+    HeardSegment,
+    Playback,
+    pcm_to_ulaw,
+    read_wav_8k,
+    ulaw_to_pcm,
+)
 
 __all__ = ["TwilioCaller", "HeardSegment", "read_wav_8k", "pcm_to_ulaw", "ulaw_to_pcm"]
-
-RATE = 8000
-FRAME_SAMPLES = 160  # 20 ms of 8 kHz audio: one Twilio media frame
-FRAME_SECONDS = FRAME_SAMPLES / RATE
-_SILENCE_ULAW = b"\xff" * FRAME_SAMPLES
-
-
-def pcm_to_ulaw(pcm: bytes) -> bytes:
-    """16-bit PCM -> G.711 μ-law (one byte per sample)."""
-    return audioop.lin2ulaw(pcm, 2)
-
-
-def ulaw_to_pcm(ulaw: bytes) -> bytes:
-    """G.711 μ-law -> 16-bit PCM."""
-    return audioop.ulaw2lin(ulaw, 2)
-
-
-def read_wav_8k(path: str | Path) -> bytes:
-    """Read any PCM WAV and return 16-bit mono 8 kHz PCM."""
-    with wave.open(str(path), "rb") as w:
-        channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
-        data = w.readframes(w.getnframes())
-    if width == 1:  # 8-bit WAV samples are unsigned
-        data = audioop.bias(data, 1, -128)
-    if width != 2:
-        data = audioop.lin2lin(data, width, 2)
-    if channels == 2:
-        data = audioop.tomono(data, 2, 0.5, 0.5)
-    elif channels != 1:
-        samples = np.frombuffer(data, dtype="<i2").reshape(-1, channels)
-        data = samples.mean(axis=1).astype("<i2").tobytes()
-    if rate != RATE:
-        data, _ = audioop.ratecv(data, 2, 1, rate, RATE, None)
-    return data
-
-
-@dataclass(frozen=True)
-class HeardSegment:
-    """A stretch of played-out audio above the speech threshold (``time.monotonic()``)."""
-
-    start: float
-    end: float
-
-    @property
-    def duration(self) -> float:
-        return self.end - self.start
-
-
-@dataclass
-class _Played:
-    """Audio queued for playback: starts at ``start`` (monotonic), may be cut short by ``clear``."""
-
-    start: float
-    pcm: bytes
-    _rms: np.ndarray | None = None
-
-    @property
-    def end(self) -> float:
-        return self.start + len(self.pcm) / (2 * RATE)
-
-    def window_rms(self) -> np.ndarray:
-        """RMS of each whole 20 ms window (computed once)."""
-        if self._rms is None:
-            samples = np.frombuffer(self.pcm, dtype="<i2").astype(np.float64)
-            n = len(samples) // FRAME_SAMPLES
-            windows = samples[: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES)
-            self._rms = np.sqrt(np.mean(windows**2, axis=1)) if n else np.zeros(0)
-        return self._rms
 
 
 class TwilioCaller:
@@ -137,7 +73,7 @@ class TwilioCaller:
         self.connected_at: float | None = None
         self.said: list[tuple[float, float]] = []  # (start, end) of each say_pcm, monotonic
         self.media_frames_sent = 0
-        self._playback: list[_Played] = []  # scheduled playback; clear() truncates it
+        self.playback = Playback()  # what the phone plays, at real time; clear() cuts it
         self.received_media_bytes = 0  # μ-law bytes received (= samples at 8 kHz)
         self.clears: list[float] = []
         self.marks_received: list[tuple[str, float]] = []
@@ -156,21 +92,11 @@ class TwilioCaller:
         )
         self.connected_at = time.monotonic()
         await self._send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
-        await self._send(
-            {
-                "event": "start",
-                "sequenceNumber": self._next_seq(),
-                "start": {
-                    "accountSid": self.account_sid,
-                    "streamSid": self.stream_sid,
-                    "callSid": self.call_sid,
-                    "tracks": ["inbound"],
-                    "customParameters": self.custom_parameters,
-                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": RATE, "channels": 1},
-                },
-                "streamSid": self.stream_sid,
-            }
-        )
+        await self._send({"event": "start", "sequenceNumber": self._next_seq(), "streamSid": self.stream_sid,
+                          "start": {"accountSid": self.account_sid, "streamSid": self.stream_sid,
+                                    "callSid": self.call_sid, "tracks": ["inbound"],
+                                    "customParameters": self.custom_parameters,
+                                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": RATE, "channels": 1}}})
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._sender(), name="twilio-caller-send"),
@@ -197,14 +123,8 @@ class TwilioCaller:
         self._tasks = []
         if send_stop:
             try:
-                await self._send(
-                    {
-                        "event": "stop",
-                        "sequenceNumber": self._next_seq(),
-                        "streamSid": self.stream_sid,
-                        "stop": {"accountSid": self.account_sid, "callSid": self.call_sid},
-                    }
-                )
+                await self._send({"event": "stop", "sequenceNumber": self._next_seq(), "streamSid": self.stream_sid,
+                                  "stop": {"accountSid": self.account_sid, "callSid": self.call_sid}})
             except ConnectionClosed:
                 pass
         await self._ws.close()
@@ -222,7 +142,7 @@ class TwilioCaller:
         if len(pcm8k) % 2:
             pcm8k = pcm8k[:-1]
         ulaw = pcm_to_ulaw(pcm8k)
-        ulaw += _SILENCE_ULAW[: (-len(ulaw)) % FRAME_SAMPLES]  # pad the last frame
+        ulaw += SILENCE_ULAW[: (-len(ulaw)) % FRAME_SAMPLES]  # pad the last frame
         frames = [ulaw[i : i + FRAME_SAMPLES] for i in range(0, len(ulaw), FRAME_SAMPLES)]
         if not frames:
             return
@@ -242,14 +162,8 @@ class TwilioCaller:
         await self.say_pcm(b"\x00\x00" * int(round(seconds * RATE)))
 
     async def send_dtmf(self, digit: str) -> None:
-        await self._send(
-            {
-                "event": "dtmf",
-                "streamSid": self.stream_sid,
-                "sequenceNumber": self._next_seq(),
-                "dtmf": {"track": "inbound_track", "digit": digit},
-            }
-        )
+        await self._send({"event": "dtmf", "streamSid": self.stream_sid, "sequenceNumber": self._next_seq(),
+                          "dtmf": {"track": "inbound_track", "digit": digit}})
 
     async def send_raw(self, text: str | bytes) -> None:
         """Send anything, e.g. malformed JSON, to test the server's robustness."""
@@ -259,14 +173,7 @@ class TwilioCaller:
     @property
     def heard_chunks(self) -> list[tuple[float, bytes]]:
         """(monotonic play start, 16-bit 8 kHz PCM) of each piece of audio played so far."""
-        now = time.monotonic()
-        out = []
-        for p in self._playback:
-            if p.start >= now:
-                break
-            n = min(len(p.pcm), int((now - p.start) * RATE) * 2)
-            out.append((p.start, p.pcm[:n]))
-        return out
+        return self.playback.heard_chunks(time.monotonic())
 
     @property
     def heard_pcm(self) -> bytes:
@@ -280,20 +187,7 @@ class TwilioCaller:
     @property
     def speech_segments(self) -> list[HeardSegment]:
         """Played stretches louder than the threshold, merging gaps < ``segment_gap``."""
-        segments: list[HeardSegment] = []
-        now = time.monotonic()
-        for p in self._playback:
-            if p.start >= now:
-                break
-            played_windows = int((now - p.start) / FRAME_SECONDS)
-            for i in np.flatnonzero(p.window_rms()[:played_windows] >= self.speech_rms_threshold):
-                t0 = p.start + int(i) * FRAME_SECONDS
-                t1 = t0 + FRAME_SECONDS
-                if segments and t0 - segments[-1].end < self.segment_gap:
-                    segments[-1] = HeardSegment(segments[-1].start, t1)
-                else:
-                    segments.append(HeardSegment(t0, t1))
-        return segments
+        return self.playback.speech_segments(time.monotonic(), self.speech_rms_threshold, self.segment_gap)
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         """Poll ``predicate`` every 20 ms; raise ``TimeoutError`` after ``timeout``."""
@@ -318,21 +212,13 @@ class TwilioCaller:
         try:
             while True:
                 while time.monotonic() >= next_at:
-                    frame, done = self._outbox.popleft() if self._outbox else (_SILENCE_ULAW, None)
+                    frame, done = self._outbox.popleft() if self._outbox else (SILENCE_ULAW, None)
                     self._chunk += 1
-                    await self._send(
-                        {
-                            "event": "media",
-                            "sequenceNumber": self._next_seq(),
-                            "media": {
-                                "track": "inbound",
-                                "chunk": str(self._chunk),
-                                "timestamp": str((self._chunk - 1) * 20),  # ms of stream time
-                                "payload": base64.b64encode(frame).decode(),
-                            },
-                            "streamSid": self.stream_sid,
-                        }
-                    )
+                    await self._send({"event": "media", "sequenceNumber": self._next_seq(),
+                                      "streamSid": self.stream_sid,
+                                      "media": {"track": "inbound", "chunk": str(self._chunk),
+                                                "timestamp": str((self._chunk - 1) * 20),  # ms of stream time
+                                                "payload": base64.b64encode(frame).decode()}})
                     self.media_frames_sent += 1
                     if done is not None and not done.done():
                         done.set_result(None)
@@ -350,7 +236,7 @@ class TwilioCaller:
         finally:
             self.closed_at = self.closed_at or time.monotonic()
             self.close_code = self._ws.close_code
-            self._cut_playback(self.closed_at)  # the call is over: nothing more is heard
+            self.playback.cut(self.closed_at)  # the call is over: nothing more is heard
             if not self._hung_up:
                 self.closed_by_server = True
                 for task in self._tasks:
@@ -379,31 +265,20 @@ class TwilioCaller:
                 self.errors.append("media without a valid base64 payload")
                 return
             self.received_media_bytes += len(ulaw)
-            start = max(now, self._playback[-1].end) if self._playback else now
-            self._playback.append(_Played(start, ulaw_to_pcm(ulaw)))
+            self.playback.queue(ulaw_to_pcm(ulaw), now)
         elif event == "mark":
             name = str(msg.get("mark", {}).get("name"))
             self.marks_received.append((name, now))
-            due = max(now, self._playback[-1].end) if self._playback else now
-            self._pending_marks.append((name, due))
+            self._pending_marks.append((name, self.playback.played_by(now)))
             self._marks_changed.set()
         elif event == "clear":
             self.clears.append(now)
-            self._cut_playback(now)
+            self.playback.cut(now)
             # Cleared marks are echoed at once (their audio will never play).
             self._pending_marks = deque((name, now) for name, _ in self._pending_marks)
             self._marks_changed.set()
         else:
             self.other_messages.append(msg)
-
-    def _cut_playback(self, now: float) -> None:
-        kept = []
-        for p in self._playback:
-            if p.end <= now:
-                kept.append(p)
-            elif p.start < now:
-                kept.append(_Played(p.start, p.pcm[: int((now - p.start) * RATE) * 2]))
-        self._playback = kept
 
     async def _mark_pump(self) -> None:
         """Echo each mark when its due time (end of the audio before it) arrives."""
@@ -424,13 +299,7 @@ class TwilioCaller:
                     continue  # re-read: a clear may have moved the due time
                 self._pending_marks.popleft()
                 self.marks_echoed.append((name, time.monotonic()))
-                await self._send(
-                    {
-                        "event": "mark",
-                        "sequenceNumber": self._next_seq(),
-                        "streamSid": self.stream_sid,
-                        "mark": {"name": name},
-                    }
-                )
+                await self._send({"event": "mark", "sequenceNumber": self._next_seq(), "streamSid": self.stream_sid,
+                                  "mark": {"name": name}})
         except ConnectionClosed:
             pass

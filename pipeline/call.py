@@ -108,7 +108,8 @@ async def run_call(
     async def _connected(_transport: object, _client: object) -> None:
         if session.persona.greeting:  # by name, to a caller the persona remembers
             await worker.queue_frame(TTSSpeakFrame(session.prompt.greeting(session.persona.greeting)))
-        services.llm.create_task(services.llm.prefill(), "prefill")  # a local model reads its prompt meanwhile
+        # A model in this process reads the system prompt now, while the greeting plays or the caller speaks.
+        services.llm.create_task(services.llm.prefill(), "prefill")
 
     @transport.event_handler("on_client_disconnected")
     async def _disconnected(_transport: object, _client: object) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from agent.books.costs import CallCostTracker, Source
+from agent.books.costs import CallCostTracker
+from agent.books.events import Source
 from agent.calls.session import CallSession
 from agent.memory.conversation import SUMMARY_TOKENS, ConversationWindow
 from agent.memory.prompt import CompositePrompt

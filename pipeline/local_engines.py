@@ -34,11 +34,10 @@ from pipecat.services.tts_service import TTSService
 from pipecat.services.whisper.stt import WhisperSTTService
 from piper import PiperVoice
 
-from agent.books.costs import Source
+from agent.books.events import Source
 from agent.engines import engines, in_process_llm, local_model_choice
 from agent.settings import Settings
-from engines import local_llama
-from engines.model_files import ensure_whisper_model
+from engines.model_files import check_llama_files, ensure_whisper_model
 from engines.offline_script import SCRIPT_MODEL, ScriptTransport, script_client_transport
 from pipeline.failover import LLMRoute
 from pipeline.llm_clients import shared_client
@@ -205,5 +204,5 @@ def check_local_engines(settings: Settings) -> dict[str, str]:
     if chosen["tts"] == "piper-local":
         piper_voice_dir()
     if chosen["llm"] == "llama-local":
-        local_llama.check(local_model_choice(settings))
+        check_llama_files(local_model_choice(settings))
     return chosen

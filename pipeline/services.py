@@ -15,7 +15,7 @@ from pipecat.services.stt_service import STTService
 from pipecat.services.tts_service import TTSService
 
 from agent.accounts.personas import Persona
-from agent.books.costs import Source
+from agent.books.events import Source
 from agent.engines import vendor_llms
 from agent.settings import Settings
 from pipeline.failover import FailoverLLMService, LLMRoute

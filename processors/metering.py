@@ -18,7 +18,7 @@ from pipecat.frames.frames import Frame, MetricsFrame
 from pipecat.metrics.metrics import LLMUsageMetricsData, STTUsageMetricsData, TTSUsageMetricsData
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from agent.books.costs import Source
+from agent.books.events import Source
 
 
 class CostRecorder(Protocol):

@@ -18,10 +18,10 @@ import httpx
 from twilio.request_validator import RequestValidator
 
 from agent.settings import Settings
+from fakes import DeepgramFake, ElevenLabsFake, OpenAIFake, ServedApp, TwilioCaller, TwilioRestFake
 from server import create_app
 from storage.calls import CallStore
 from storage.db import Database
-from fakes import DeepgramFake, ElevenLabsFake, OpenAIFake, ServedApp, TwilioCaller, TwilioRestFake
 
 DATA = Path(__file__).parent / "data"
 ACCOUNT_SID = "AC" + "1" * 32

@@ -5,8 +5,9 @@ from decimal import Decimal
 
 import pytest
 
-from agent.books.costs import CallCostTracker, Source, stripe_fee_micros
+from agent.books.costs import CallCostTracker
 from agent.books.estimate import estimate_call_cost
+from agent.books.events import Source, stripe_fee_micros
 from agent.books.money import format_usd
 from agent.books.pricing import PriceBook, PriceBookError, UnknownPriceError
 from agent.settings import Settings, load_settings

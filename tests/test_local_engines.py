@@ -20,9 +20,18 @@ import httpx
 import openai
 import pytest
 from pipecat.audio.vad.silero import SileroVADAnalyzer
-from pipecat.frames.frames import (EndFrame, Frame, InputAudioRawFrame, MetricsFrame, TranscriptionFrame,
-                                   TTSAudioRawFrame, TTSSpeakFrame, TTSStoppedFrame, VADUserStartedSpeakingFrame,
-                                   VADUserStoppedSpeakingFrame)
+from pipecat.frames.frames import (
+    EndFrame,
+    Frame,
+    InputAudioRawFrame,
+    MetricsFrame,
+    TranscriptionFrame,
+    TTSAudioRawFrame,
+    TTSSpeakFrame,
+    TTSStoppedFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
 from pipecat.metrics.metrics import STTUsageMetricsData, TTSUsageMetricsData
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
@@ -32,17 +41,18 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.tests.utils import run_test
 from pipecat.workers.runner import WorkerRunner
 
-from engines import model_files as models
-from agent.books.costs import CallCostTracker, Source
-from agent.engines import engines
-from engines.offline_script import SCRIPT_MODEL, script_client_transport
 from agent.accounts.personas import STARTER_PERSONAS
+from agent.books.costs import CallCostTracker
+from agent.books.events import Source
+from agent.engines import engines
 from agent.memory.prompt import count_tokens
 from agent.settings import Settings
+from engines import model_files as models
+from engines.offline_script import SCRIPT_MODEL, script_client_transport
+from fakes import OpenAIFake, ServedApp
 from pipeline import local_engines
 from pipeline.services import build_services
 from processors.metering import PricedAs, UsageMeter
-from fakes import OpenAIFake, ServedApp
 
 DATA = Path(__file__).parent / "data"
 BRAD = STARTER_PERSONAS[0]

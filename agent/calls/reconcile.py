@@ -18,7 +18,8 @@ import datetime as dt
 from loguru import logger
 
 from agent.accounts.personas import Persona
-from agent.books.costs import CallCostTracker, Source
+from agent.books.costs import CallCostTracker
+from agent.books.events import Source
 from agent.calls.lifecycle import CallLifecycle, pending_extraction
 from agent.memory.extraction import MAX_EXTRACTION_ATTEMPTS, ExtractionError, apply_update
 from agent.memory.transcript import Transcript

@@ -20,7 +20,7 @@ from loguru import logger
 from openai import AsyncOpenAI
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.books.costs import Source
+from agent.books.events import Source
 from agent.engines import in_process_llm, vendor_llms
 from agent.memory.relationships import (
     CallSummary,

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
-from agent.books.costs import stripe_fee_micros
+from agent.books.events import stripe_fee_micros
 from agent.books.money import usd
 from agent.calls.lifecycle import CallLifecycle
 from api.schemas import CallCostOut, CostDriverOut, CostEventOut, CostEventsOut, ServiceCostOut
