@@ -85,6 +85,7 @@ async def run_call(
                             out_of_budget=guard.out_of_budget, name="llm-spend-gate")
     prompt = CallPrompt(session, services.llm, llm_gate)
     llm_gate.window = prompt.window(prompt_budgets(settings)[1])
+    session.on_memory_deleted = lambda new, redact: prompt.forget(new, redact, context)
     if session.memory_tool is not None and settings.memory_tool and vendor_llms(settings):
         offer_memory_tool(services.llm, context, session.memory_tool, prompt.use_memory)
         prompt.offer_tool(TOOL_TOKENS)

@@ -1,14 +1,18 @@
 """The call's system prompt while it runs: the composite prompt, then the running summary.
 
-Two things change it mid-call: a fact the persona writes (`remember_fact`:
-the composite prompt is recomposed from memory) and the summary of the turns
-the conversation window cut. Both go through here, so neither undoes the
+Three things change it mid-call: a fact the persona writes (`remember_fact`:
+the composite prompt is recomposed from memory), a deletion by the user (the
+same, with the forgotten words redacted from the conversation so far), and the
+summary of the turns the conversation window cut. Both go through here, so neither undoes the
 other, the LLM gets the whole of it, and the spend gate prices what is sent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pipecat.processors.aggregators.llm_context import LLMContext
 
 from agent.books.costs import CallCostTracker
 from agent.books.events import Source
@@ -38,6 +42,18 @@ class CallPrompt:
     async def use_summary(self, section: str) -> None:
         self.summary = section
         await self._apply()
+
+    async def forget(self, prompt: CompositePrompt, redact: Callable[[str], str], context: LLMContext) -> None:
+        """The user deleted memory during the call: the recomposed prompt from now on, and no copy of the
+        forgotten words left in the conversation the LLM is sent, nor in its running summary."""
+
+        def redacted(messages: list[Any]) -> list[Any]:
+            return [{**m, "content": redact(m["content"])} if isinstance(m, dict) and isinstance(m.get("content"), str)
+                    else m for m in messages]
+
+        context.transform_messages(redacted)
+        self.summary = redact(self.summary)
+        await self.use_memory(prompt)
 
     def offer_tool(self, tokens: int) -> None:
         self.tool_tokens = tokens

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from storage.db import Database
 from storage.schema import (
@@ -181,6 +181,21 @@ class MemoryStore:
             rows = await conn.execute(select(memory_deletions).where(
                 (memory_deletions.c.relationship_id == rel_id) & (memory_deletions.c.deleted_at >= since)))
         return [row_dict(r) for r in rows]
+
+    async def last_deletion_id(self) -> int:
+        """The newest deletion's id, 0 before any: a prompt composed after reading it misses none before."""
+        async with self.db.connect() as conn:
+            return (await conn.execute(select(func.max(memory_deletions.c.id)))).scalar() or 0
+
+    async def deleted_after(self, after: int) -> dict[tuple[str, str], int]:
+        """(user id, persona id) -> the newest deletion id, for relationships with deletions after `after`."""
+        newest = func.max(memory_deletions.c.id)
+        async with self.db.connect() as conn:
+            rows = await conn.execute(
+                select(rels.c.user_id, rels.c.persona_id, newest.label("newest"))
+                .join(rels, rels.c.id == memory_deletions.c.relationship_id)
+                .where(memory_deletions.c.id > after).group_by(rels.c.user_id, rels.c.persona_id))
+        return {(r.user_id, r.persona_id): r.newest for r in rows}
 
     # recent context
     async def add_summary(self, rel_id: int, call_id: str | None, summary: str, key_topics: list[str],

@@ -76,6 +76,20 @@ async def test_a_deleted_fact_is_absent_from_the_next_prompt(runtime):
     assert "Jordan" not in prompt.prompt and "Austin" in prompt.prompt
 
 
+async def test_deletions_are_found_by_the_calls_they_concern(runtime):
+    """What a worker's ownership loop asks each poll: which live calls' memory lost something since."""
+    store = runtime.memory.store
+    mark = await store.last_deletion_id()
+    assert await store.deleted_after(mark) == {}
+    await runtime.memory.add_fact("demo", "brad", "user_facts", "ex", "Jordan")
+    await runtime.memory.delete_fact("demo", "brad", "ex")
+    first = await store.deleted_after(mark)
+    assert list(first) == [("demo", "brad")] and first[("demo", "brad")] > mark
+    await runtime.memory.forget_everything("demo", "maya")
+    later = await store.deleted_after(first[("demo", "brad")])
+    assert list(later) == [("demo", "maya")] and await store.last_deletion_id() == later[("demo", "maya")]
+
+
 async def test_conflicting_fact_is_replaced_not_duplicated(runtime):
     await runtime.memory.add_fact("demo", "brad", "user_facts", "city", "Austin")
     await runtime.memory.add_fact("demo", "brad", "user_facts", "city", "Denver")

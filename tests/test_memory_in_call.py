@@ -123,3 +123,39 @@ async def test_a_deleted_fact_never_comes_back_in_any_prompt_summary_storyline_o
         assert len(rig.cerebras.requests) > seen + 1  # the second call's turn and its extraction ran
         after = (await _api(rig, "GET", "/api/personas/brad/memories")).json()
         assert "Jake" not in json.dumps(after) and len(after["recent_calls"]) == 2
+
+
+async def test_a_fact_deleted_while_the_call_is_live_leaves_its_prompt_and_its_conversation(tmp_path):
+    """Deleted in the app mid-call: from the next turn on the model has no copy of it, prompt or history.
+
+    The owner's ownership loop finds the deletion in the database, so a deletion through any worker
+    reaches the call the same way; this one goes through the same server."""
+    jake = {"category": "relationship_facts", "key": "ex_boyfriend_name", "value": "Jake"}
+    with PhoneRig(tmp_path, transcripts=["I broke up with Jake last week.", "I'm doing better now."],
+                  overrides={"end_poll_secs": 0.3}) as rig:
+        rig.cerebras.default_reply = _extraction("Talked about moving on.", {"topic": "Moving on", "status":
+                                                 "ongoing", "details": "doing better"}, [])
+        assert (await _api(rig, "POST", "/api/personas/brad/memories", json=jake)).status_code == 201
+        sid = "CA" + "9" * 32
+        call_id, url = await rig.ring(sid)
+        caller = await rig.connect_caller(sid, call_id, url)
+        await caller.wait_until(lambda: len(caller.speech_segments) >= 1, timeout=10)
+        await caller.say_wav(DATA / "hello.wav")
+        await caller.silence(0.3)
+        await caller.wait_until(lambda: len(_turns(rig.cerebras)) >= 1 and _spoke(rig, "here for you"), timeout=20)
+        first = _turns(rig.cerebras)[0]
+        assert "Jake" in _system(first) and "Jake" in json.dumps(first["messages"][1:])
+
+        assert (await _api(rig, "DELETE", "/api/personas/brad/memories/ex_boyfriend_name")).status_code == 204
+
+        # The owner looks every END_POLL_SECS (0.3 s here); the next turn ends some 3 s from now.
+        await caller.silence(1.0)
+        await caller.say_wav(DATA / "hello.wav")
+        await caller.silence(0.3)
+        await caller.wait_until(lambda: len(_turns(rig.cerebras)) >= 2, timeout=20)
+        second = _turns(rig.cerebras)[1]
+        assert "Jake" not in json.dumps(second["messages"]), second["messages"]
+        assert any("doing better" in str(m.get("content")) for m in second["messages"])  # the call goes on
+        await caller.hang_up()
+        call = await rig.wait_for_call_end(call_id)
+        assert "Jake" not in json.dumps(call["transcript"])  # and what was said in it, as kept

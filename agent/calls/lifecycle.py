@@ -27,6 +27,7 @@ from agent.books.costs import CallCostTracker
 from agent.books.events import FinalBreakdown, Source
 from agent.calls.call_memories import CallMemories
 from agent.calls.latest_wins import LatestWins
+from agent.calls.live_memory import deletion_mark
 from agent.calls.payments import CallPayments
 from agent.calls.session import CallSession, FencedSink
 from agent.engines import prompt_budgets
@@ -105,6 +106,7 @@ class CallLifecycle:
         user = await self.rt.users.get_user(call["user_id"])
         persona = Persona.from_row(await self.rt.users.get_persona(call["persona_id"]))
         budget = await self.rt.budgets.settings(call["user_id"])
+        mark = await deletion_mark(self.rt)  # before the prompt: a deletion after it is news to the call
         prompt, loaded = await self._prompt_in_time(user, persona, budget.memory_token_limit)
         allowance = CallAllowance(
             call_id=call_id, user_id=user["id"], limit_micros=call["reserved_micros"],
@@ -119,7 +121,7 @@ class CallLifecycle:
         if loaded:
             tracker.track_memory("read")
         session = CallSession(call_id, call["direction"], user, persona, allowance, prompt, tracker,
-                              BudgetMonitor(allowance), loaded, fence, call["twilio_call_sid"])
+                              BudgetMonitor(allowance), loaded, fence, call["twilio_call_sid"], memory_mark=mark)
         tracker.on_lease_lost = lambda: self.lost(session)
         if loaded:  # memory answered in time: the persona may write to it as well
             session.memory_tool = InCallMemory(self.rt.memory, user, persona, call_id, utcnow(), session.transcript,

@@ -5,7 +5,8 @@ runs (none while it runs none). It renews the lease of the calls this process
 holds every HEARTBEAT_SECS; it ends a call whose `end_requested` another worker
 set (an operator's end through any worker); and it stops a call the database no
 longer lists as this worker's (taken over after a stall), so the caller hears
-nothing more from a worker that has lost the call.
+nothing more from a worker that has lost the call. And it takes what the user
+deleted from memory out of its live calls' prompts (agent/calls/live_memory.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from loguru import logger
 
 from agent.calls.lifecycle import CallLifecycle
+from agent.calls.live_memory import apply_deletions
 
 
 class OwnershipKeeper:
@@ -41,6 +43,7 @@ class OwnershipKeeper:
         if time.monotonic() - self._last_renewal >= settings.heartbeat_secs:
             await self.rt.leases.renew(owner, list(live), settings.stale_call_secs)
             self._last_renewal = time.monotonic()
+        await apply_deletions(self.rt, list(live.values()))  # what the user deleted leaves live prompts too
         owned = await self.rt.leases.owned(owner)
         for call_id, session in list(live.items()):
             if session.ending is not None or session.lease_lost:

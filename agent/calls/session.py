@@ -41,6 +41,10 @@ class CallSession:
     warnings: list[str] = field(default_factory=list)  # budget warnings said so far, for the room to show
     lease_lost: bool = False  # another worker took the call over: this one writes and says nothing more
     memory_tool: InCallMemory | None = None  # the persona's own writes to memory during the call
+    # The newest memory deletion the prompt reflects; a newer one recomposes it (agent/calls/live_memory.py).
+    memory_mark: int = 0
+    # Set by the pipeline: use this prompt from the next turn on, and redact what was said with this.
+    on_memory_deleted: Callable[[CompositePrompt, Callable[[str], str]], Awaitable[None]] | None = None
 
     def elapsed_seconds(self) -> int:
         return int(round(time.monotonic() - self.started_monotonic))
