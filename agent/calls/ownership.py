@@ -43,7 +43,6 @@ class OwnershipKeeper:
         if time.monotonic() - self._last_renewal >= settings.heartbeat_secs:
             await self.rt.leases.renew(owner, list(live), settings.stale_call_secs)
             self._last_renewal = time.monotonic()
-        await apply_deletions(self.rt, list(live.values()))  # what the user deleted leaves live prompts too
         owned = await self.rt.leases.owned(owner)
         for call_id, session in list(live.items()):
             if session.ending is not None or session.lease_lost:
@@ -53,3 +52,7 @@ class OwnershipKeeper:
             elif owned[call_id] and not session.end_requested:
                 logger.info(f"call {call_id}: end requested ({owned[call_id]}) through another worker")
                 self.lifecycle.in_background(self.lifecycle.request_end(call_id, owned[call_id]))
+        try:  # last, and on its own: a failure here must not hold up leases and end requests
+            await apply_deletions(self.rt, [s for s in live.values() if s.call_id in owned])
+        except Exception as exc:
+            logger.warning(f"memory deletions could not reach the live calls yet ({exc!r})")
