@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.phone_rig import DATA
+from tests.test_local_llama import needs_model
 from tests.test_webrtc_room import RoomRig
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -236,3 +237,26 @@ async def test_the_budget_page_says_what_is_wrong_in_words(tmp_path):
             await browser.close()
     assert said.startswith("Not saved: per_call_limit_usd:") and "{" not in said and "$0.50" in said
     assert "/docs" in links
+
+
+@needs_model
+async def test_with_the_local_llm_a_real_model_answers_in_the_room(tmp_path):
+    """`make run-llama`'s first minute: no keys, Whisper hears the caller, the in-process model answers."""
+    from playwright.async_api import async_playwright
+
+    from engines.offline_script import DEMO_ANSWER
+
+    with RoomRig(tmp_path, [], [], vendors=False, local_llm="llama-cpp") as rig:
+        async with async_playwright() as p:
+            browser, page = await _connected_room(p, rig, _browser_wav(tmp_path, DATA / "hello.wav"))
+            assert "a small model in this process" in await page.inner_text("#engines")
+            await page.wait_for_function(
+                "() => { const turns = [...document.querySelectorAll('.turn')];"
+                " const heard = turns.findIndex(t => t.classList.contains('user'));"
+                " return heard >= 0 && turns.slice(heard + 1).some(t => t.classList.contains('bot')); }",
+                timeout=90_000)
+            bot = await page.locator(".turn.bot").all_inner_texts()
+            await page.click("#hangup")
+            await browser.close()
+    reply = " ".join(bot[1:]).strip()
+    assert reply and "offline demo script" not in reply and DEMO_ANSWER[:20] not in reply, bot

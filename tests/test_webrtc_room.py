@@ -21,8 +21,9 @@ from tests.phone_rig import DATA
 class RoomRig:
     """Our server with the vendors' fakes, as a developer's machine runs it (no Twilio, not public)."""
 
-    def __init__(self, tmp_path, transcripts, replies, *, vendors: bool = True):
+    def __init__(self, tmp_path, transcripts, replies, *, vendors: bool = True, **overrides):
         self.tmp = tmp_path
+        self.overrides = overrides  # more settings (say, LOCAL_LLM)
         self.vendors = vendors  # False: no keys at all, the embedded default's local engines
         self.deepgram = DeepgramFake(transcripts, inaudible=None)
         self.cerebras = OpenAIFake(replies, default_reply="Nice!")
@@ -37,7 +38,7 @@ class RoomRig:
                     openai_api_key="test-key", openai_base_url=f"{fallback.http_url}/v1",
                     elevenlabs_api_key="test-key", elevenlabs_base_url=tts.ws_url) if self.vendors else {}
         self.settings = Settings(_env_file=None, data_dir=self.tmp, database_url=f"sqlite:///{self.tmp / 'room.db'}",
-                                 cost_flush_interval_secs=0.2, **keys)
+                                 cost_flush_interval_secs=0.2, **keys, **self.overrides)
         self.server = self._stack.enter_context(ServedApp(create_app(self.settings), lifespan="on"))
         self.calls = CallStore(Database(self.settings.effective_database_url))
         return self
