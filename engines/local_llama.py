@@ -71,7 +71,6 @@ class LocalModel:
         eos = self._llm.token_eos()
         self._format = Jinja2ChatFormatter(template, eos_token=self._token_text(eos),
                                            bos_token=self._token_text(self._llm.token_bos()))
-        self._end_tokens = {eos}
         self.context_tokens = context_tokens
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-llm")
         # Freed while the interpreter is whole: llama-cpp-python's own __del__ fails noisily at shutdown.
@@ -226,7 +225,7 @@ class LlamaTransport(httpx.AsyncBaseTransport):
         if isinstance(chat, httpx.Response):
             return chat
         most = min(chat.max_tokens(self.most_tokens), self.most_tokens)
-        messages, tokens = await self.model.run(self.model.fit, chat.messages, self.prompt_tokens)
+        _, tokens = await self.model.run(self.model.fit, chat.messages, self.prompt_tokens)
         if len(tokens) + most > self.model.context_tokens:
             return error(400, f"the prompt is {len(tokens)} tokens; with {most} to generate it does not fit "
                               f"the local model's context of {self.model.context_tokens}")
