@@ -97,23 +97,41 @@ class MemoryStore:
 
     async def set_fact(self, rel_id: int, category: str, key: str, value: str, source: str, *,
                        call_id: str | None = None, said: str | None = None) -> None:
-        """Add or change a fact with where it came from; a changed value's old one goes to its history."""
+        """Add or change a fact with where it came from; a changed value's old one goes to its history.
+
+        Two writers at once (the persona's tool and the user's app, say) must each leave the value they
+        replaced in the history exactly once: the change is a compare-and-set on the value read, and a
+        writer that lost the race reads again."""
+        for _ in range(10):
+            if await self._set_fact_once(rel_id, category, key, value, source, call_id, said):
+                return
+        raise RuntimeError(f"fact {category}/{key} kept changing under this write; try again")
+
+    async def _set_fact_once(self, rel_id: int, category: str, key: str, value: str, source: str,
+                             call_id: str | None, said: str | None) -> bool:
         now = utcnow()
         where = ((memory_facts.c.relationship_id == rel_id) & (memory_facts.c.category == category)
                  & (memory_facts.c.key == key))
+        provenance = {"value": value, "source": source, "source_call_id": call_id, "source_text": said,
+                      "updated_at": now}
         async with self.db.begin() as conn:
             old = (await conn.execute(select(*_PROVENANCE, memory_facts.c.updated_at).where(where))).first()
             if old is not None and old.value == value:
-                return  # said again: the fact and where it was first learned stay as they are
-            if old is not None:
-                await conn.execute(insert(memory_fact_history).values(
-                    relationship_id=rel_id, category=category, key=key, value=old.value, source=old.source,
-                    source_call_id=old.source_call_id, source_text=old.source_text, valid_from=as_utc(old.updated_at),
-                    replaced_at=now))
-            await conn.execute(upsert(conn, memory_facts, ["relationship_id", "category", "key"],
-                                      ["value", "source", "source_call_id", "source_text", "updated_at"]).values(
-                relationship_id=rel_id, category=category, key=key, value=value, source=source,
-                source_call_id=call_id, source_text=said, created_at=now, updated_at=now))
+                return True  # said again: the fact and where it was first learned stay as they are
+            if old is None:
+                added = await conn.execute(insert_ignoring_conflicts(conn, memory_facts, [
+                    "relationship_id", "category", "key"]).values(
+                    relationship_id=rel_id, category=category, key=key, created_at=now, **provenance))
+                return added.rowcount == 1  # 0: another writer added it first
+            changed = await conn.execute(update(memory_facts).where(
+                where & (memory_facts.c.value == old.value)).values(**provenance))
+            if changed.rowcount != 1:
+                return False  # another writer changed it since it was read
+            await conn.execute(insert(memory_fact_history).values(
+                relationship_id=rel_id, category=category, key=key, value=old.value, source=old.source,
+                source_call_id=old.source_call_id, source_text=old.source_text, valid_from=as_utc(old.updated_at),
+                replaced_at=now))
+            return True
 
     async def everything(self, user_id: str, persona_id: str) -> dict[str, Any]:
         """The API's read of every tier, on one connection: the relationship (as a dict) and, as rows

@@ -1,5 +1,6 @@
 """Relationships, memory tiers and the composite prompt."""
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -88,6 +89,17 @@ async def test_deletions_are_found_by_the_calls_they_concern(runtime):
     await runtime.memory.forget_everything("demo", "maya")
     later = await store.deleted_after(first[("demo", "brad")])
     assert list(later) == [("demo", "maya")] and await store.last_deletion_id() == later[("demo", "maya")]
+
+
+async def test_concurrent_changes_to_a_fact_keep_each_replaced_value_in_its_history_once(runtime):
+    """The persona's tool and the user's app writing one fact at once: no value lost, none recorded twice."""
+    await runtime.memory.add_fact("demo", "brad", "user_facts", "city", "Austin")
+    written = [f"City {n}" for n in range(8)]
+    await asyncio.gather(*(runtime.memory.add_fact("demo", "brad", "user_facts", "city", v) for v in written))
+    stored = await runtime.memory.store.everything("demo", "brad")
+    (current,) = [f.value for f in stored["facts"] if f.key == "city"]
+    replaced = [h.value for h in stored["history"] if h.key == "city"]
+    assert sorted(replaced + [current]) == sorted(["Austin", *written])
 
 
 async def test_conflicting_fact_is_replaced_not_duplicated(runtime):
