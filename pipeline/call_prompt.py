@@ -3,8 +3,9 @@
 Three things change it mid-call: a fact the persona writes (`remember_fact`:
 the composite prompt is recomposed from memory), a deletion by the user (the
 same, with the forgotten words redacted from the conversation so far), and the
-summary of the turns the conversation window cut. Both go through here, so neither undoes the
-other, the LLM gets the whole of it, and the spend gate prices what is sent.
+summary of the turns the conversation window cut. All three go through here,
+so none undoes another, the LLM gets the whole of it, and the spend gate
+prices what is sent.
 """
 
 from __future__ import annotations
