@@ -106,6 +106,17 @@ class PhoneRig:
         caller = TwilioCaller(url, call_sid, ACCOUNT_SID, custom_parameters={"call_id": call_id})
         return await caller.connect()
 
+    async def greeted_and_said_hello(self, call_sid: str, *, greeting_timeout: float = 10.0,
+                                     pause: float = 0.3) -> tuple[str, TwilioCaller]:
+        """Ring, hear the greeting, pause, say hello (tests/data/hello.wav): the call id and its caller."""
+        call_id, url = await self.ring(call_sid)
+        caller = await self.connect_caller(call_sid, call_id, url)
+        await caller.wait_until(lambda: len(caller.speech_segments) >= 1, timeout=greeting_timeout)
+        await caller.silence(pause)
+        await caller.say_wav(DATA / "hello.wav")
+        await caller.silence(0.3)
+        return call_id, caller
+
     async def wait_for_call_end(self, call_id: str, timeout: float = 20.0) -> dict:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:

@@ -14,11 +14,7 @@ async def test_cerebras_500_fails_over_and_openai_answers_the_same_turn(tmp_path
     with PhoneRig(tmp_path, transcripts=["Hi Brad, how are you doing today?"],
                   cerebras_script=[ErrorReply(status=500)], openai_script=["Hey! OpenAI here, all good."]) as rig:
         sid = "CA" + "d" * 32
-        call_id, url = await rig.ring(sid)
-        caller = await rig.connect_caller(sid, call_id, url)
-        await caller.wait_until(lambda: len(caller.speech_segments) >= 1, timeout=10)
-        await caller.say_wav(DATA / "hello.wav")
-        await caller.silence(0.3)
+        call_id, caller = await rig.greeted_and_said_hello(sid, pause=0)
         await caller.wait_until(lambda: any("OpenAI here" in t for t in rig.elevenlabs.texts), timeout=20)
         await caller.silence(0.5)
         await caller.hang_up()
@@ -82,11 +78,7 @@ async def test_a_request_the_vendor_calls_malformed_is_not_sent_to_the_fallback(
     with PhoneRig(tmp_path, transcripts=["Hi Brad, how are you doing today?"],
                   cerebras_script=[ErrorReply(status=400, message="bad request", type="invalid_request_error")]
                   ) as rig:
-        call_id, url = await rig.ring("CA" + "9" * 32)
-        caller = await rig.connect_caller("CA" + "9" * 32, call_id, url)
-        await caller.wait_until(lambda: len(caller.speech_segments) >= 1, timeout=10)
-        await caller.say_wav(DATA / "hello.wav")
-        await caller.silence(0.3)
+        call_id, caller = await rig.greeted_and_said_hello("CA" + "9" * 32, pause=0)
         await caller.wait_until(lambda: any("train of thought" in t for t in rig.elevenlabs.texts), timeout=20)
         await caller.hang_up()
         await rig.wait_for_call_end(call_id)

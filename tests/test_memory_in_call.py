@@ -136,12 +136,7 @@ async def test_a_fact_deleted_while_the_call_is_live_leaves_its_prompt_and_its_c
         rig.cerebras.default_reply = _extraction("Talked about moving on.", {"topic": "Moving on", "status":
                                                  "ongoing", "details": "doing better"}, [])
         assert (await _api(rig, "POST", "/api/personas/brad/memories", json=jake)).status_code == 201
-        sid = "CA" + "9" * 32
-        call_id, url = await rig.ring(sid)
-        caller = await rig.connect_caller(sid, call_id, url)
-        await caller.wait_until(lambda: len(caller.speech_segments) >= 1, timeout=10)
-        await caller.say_wav(DATA / "hello.wav")
-        await caller.silence(0.3)
+        call_id, caller = await rig.greeted_and_said_hello("CA" + "9" * 32, pause=0)
         await caller.wait_until(lambda: len(_turns(rig.cerebras)) >= 1 and _spoke(rig, "here for you"), timeout=20)
         first = _turns(rig.cerebras)[0]
         assert "Jake" in _system(first) and "Jake" in json.dumps(first["messages"][1:])

@@ -105,7 +105,7 @@ async def test_warning_is_spoken_once_and_the_cutoff_says_goodbye_and_hangs_up(t
         budgets = BudgetManager(UserStore(rig.calls.db), rig.calls)
         await budgets.save_settings("demo", BudgetSettings(per_call_limit_micros=3_000_000))
         sid = "CA" + "c" * 32
-        call_id, caller = await _greeted_and_said_hello(rig, sid)
+        call_id, caller = await rig.greeted_and_said_hello(sid)
         await caller.wait_until(lambda: any("Just so you know" in t for t in rig.elevenlabs.texts), timeout=20)
         warning = next(t for t in rig.elevenlabs.texts if "Just so you know" in t)
         assert "of your $3 call budget" in warning
@@ -157,17 +157,6 @@ async def _save_budget(rig: PhoneRig, **limits: int) -> None:
     await BudgetManager(UserStore(rig.calls.db), rig.calls).save_settings("demo", BudgetSettings(**limits))
 
 
-async def _greeted_and_said_hello(rig: PhoneRig, sid: str):
-    """Ring, hear the greeting, say hello: the call and its caller."""
-    call_id, url = await rig.ring(sid)
-    caller = await rig.connect_caller(sid, call_id, url)
-    await caller.wait_until(lambda: len(caller.speech_segments) >= 1, timeout=10)
-    await caller.silence(0.3)
-    await caller.say_wav(DATA / "hello.wav")
-    await caller.silence(0.3)
-    return call_id, caller
-
-
 def _tts_on_the_ledger(events: list[dict]) -> int:
     return sum(int(e["quantity"]) for e in events if e["service"] == "tts")
 
@@ -187,7 +176,7 @@ async def test_a_reply_the_budget_cannot_pay_for_is_cut_at_a_sentence_and_the_bi
     with PhoneRig(tmp_path, transcripts=["Hi Brad, how are you doing today?"], cerebras_script=[RAMBLING_REPLY],
                   prices_file=_expensive_tts_prices(tmp_path)) as rig:
         await _save_budget(rig, per_call_limit_micros=500_000, daily_limit_micros=500_000)
-        call_id, caller = await _greeted_and_said_hello(rig, "CA" + "d" * 32)
+        call_id, caller = await rig.greeted_and_said_hello("CA" + "d" * 32)
         await caller.wait_until(lambda: any("goodbye" in t.lower() for t in rig.elevenlabs.texts), timeout=30)
         await caller.wait_until(lambda: caller.closed_by_server, timeout=15)
         call = await rig.wait_for_call_end(call_id)
@@ -208,7 +197,7 @@ async def test_a_reply_cut_short_by_barge_in_is_on_the_ledger_though_its_stream_
     with PhoneRig(tmp_path, transcripts=["Hi Brad, how are you doing today?", "Tell me something fun about the ocean."],
                   cerebras_script=[RAMBLING_REPLY, "Whales sing for hours."]) as rig:
         rig.cerebras.chunk_delay = 0.15  # about 25 seconds of reply, streamed word by word
-        call_id, caller = await _greeted_and_said_hello(rig, "CA" + "e" * 32)
+        call_id, caller = await rig.greeted_and_said_hello("CA" + "e" * 32)
         await caller.wait_until(lambda: any("swell" in t for t in rig.elevenlabs.texts), timeout=20)
         await caller.say_wav(DATA / "ocean.wav")  # barge in
         await caller.silence(0.3)
@@ -234,7 +223,7 @@ async def test_a_warning_talked_over_is_said_again_and_every_character_is_on_the
                   prices_file=_expensive_tts_prices(tmp_path)) as rig:
         rig.elevenlabs.ms_per_char = 60  # a warning of ~70 characters plays for about four seconds
         await _save_budget(rig, per_call_limit_micros=2_000_000, warning_threshold_pct=10)
-        call_id, caller = await _greeted_and_said_hello(rig, "CA" + "f" * 32)
+        call_id, caller = await rig.greeted_and_said_hello("CA" + "f" * 32)
         await caller.wait_until(lambda: any("Just so you know" in t for t in rig.elevenlabs.texts), timeout=40)
         await caller.say_wav(DATA / "ocean.wav")  # talks over the warning
         await caller.silence(0.3)
